@@ -1,0 +1,1 @@
+"""PDE families: each module turns its spec into named loss terms."""

@@ -1,0 +1,1 @@
+"""Finite-difference reference solvers (numpy/scipy only; no torch, no YAML)."""
