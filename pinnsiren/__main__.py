@@ -1,0 +1,5 @@
+import sys
+
+from pinnsiren.cli import main
+
+sys.exit(main())

@@ -1,0 +1,174 @@
+"""The error contract: every user error is one line on stderr, exit status 2, no traceback."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import math
+import subprocess
+import sys
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pinnsiren.cli import main
+from tests.conftest import PROBLEMS
+
+FILES = sorted(PROBLEMS.glob("*.yaml"))
+RAW = {p.name: yaml.safe_load(p.read_text()) for p in FILES}
+
+
+def run_cli(args: list[str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(args)
+        except SystemExit as exc:  # argparse
+            code = int(exc.code or 0)
+    return code, out.getvalue(), err.getvalue()
+
+
+def assert_user_error(code: int, err: str, *words: str) -> None:
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for w in words:
+        assert w in err, err
+
+
+def test_misspelt_top_level_key_names_it(tmp_path):
+    raw = copy.deepcopy(RAW["poisson_manufactured.yaml"])
+    raw["modle"] = raw.pop("model")
+    f = tmp_path / "bad.yaml"
+    f.write_text(yaml.safe_dump(raw))
+    code, _, err = run_cli(["validate", str(f)])
+    assert_user_error(code, err, "modle", str(f))
+
+
+def test_validate_prints_resolved_problem():
+    code, out, err = run_cli(["validate", str(PROBLEMS / "wave_gaussian.yaml")])
+    assert code == 0, err
+    resolved = yaml.safe_load(out)
+    assert resolved["pde"]["kind"] == "wave"
+    assert resolved["training"]["dtype"] == "float32"  # a default, printed
+    assert resolved["initial"]["value"].startswith("0.02*exp")
+
+
+def test_console_script_exit_status_and_no_traceback(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("name: a\npde: {kind: poisson}\ndomain: {x: [0, 1]}\nmodle: {}\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pinnsiren", "validate", str(f)], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "modle" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    code, _, err = run_cli(["validate", str(tmp_path / "nope.yaml")])
+    assert_user_error(code, err, "not found")
+    f = tmp_path / "broken.yaml"
+    f.write_text("name: [unclosed\n")
+    code, _, err = run_cli(["validate", str(f)])
+    assert_user_error(code, err, "broken.yaml")
+
+
+# ---------------------------------------------------------------- mutation fuzzing
+def _paths(node, prefix=()):
+    """All (path, value) pairs of mappings in the raw problem."""
+    if isinstance(node, dict):
+        yield prefix, node
+        for k, v in node.items():
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _paths(v, prefix + (i,))
+
+
+def _get(raw, path):
+    for p in path:
+        raw = raw[p]
+    return raw
+
+
+FIELD_KEYS = {"rhs", "speed", "value", "velocity", "exact"}
+POSITIVE = [
+    ("model", "width"),
+    ("model", "depth"),
+    ("training", "phases", 0, "steps"),
+    ("training", "phases", 0, "lr"),
+    ("training", "checkpoint_every"),
+]
+
+
+@st.composite
+def mutated_problem(draw):
+    name = draw(st.sampled_from(sorted(RAW)))
+    raw = copy.deepcopy(RAW[name])
+    kind = draw(
+        st.sampled_from(
+            [
+                "unknown_key",
+                "missing",
+                "bad_number",
+                "wrong_type",
+                "bad_expr",
+                "not_axis",
+                "no_file",
+            ]
+        )
+    )
+    if kind == "unknown_key":
+        maps = [p for p, v in _paths(raw) if isinstance(v, dict)]
+        path = draw(st.sampled_from(maps))
+        _get(raw, path)["zz_" + draw(st.text("abcdefgh", min_size=1, max_size=5))] = 1
+    elif kind == "missing":
+        key = draw(st.sampled_from(["name", "pde", "domain", "pde.kind"]))
+        if key == "pde.kind":
+            del raw["pde"]["kind"]
+        else:
+            del raw[key]
+    elif kind == "bad_number":
+        path = draw(st.sampled_from(POSITIVE))
+        value = draw(st.sampled_from([0, -1, -0.5, math.nan, -math.inf]))
+        parent = raw
+        for p in path[:-1]:
+            parent = parent.setdefault(p, {}) if isinstance(parent, dict) else parent[p]
+        parent[path[-1]] = value
+    elif kind == "wrong_type":
+        path = draw(st.sampled_from(POSITIVE + [("domain",), ("pde", "kind")]))
+        value = draw(st.sampled_from(["abc", [1, 2, 3], {"q": 1}, True]))
+        parent = raw
+        for p in path[:-1]:
+            parent = parent.setdefault(p, {}) if isinstance(parent, dict) else parent[p]
+        parent[path[-1]] = value
+    else:
+        holders = [
+            (p, k)
+            for p, v in _paths(raw)
+            if isinstance(v, dict)
+            for k in v
+            if k in FIELD_KEYS and (p and p[0] in ("pde", "initial", "boundary"))
+        ]
+        path, key = draw(st.sampled_from(holders))
+        value = {
+            "bad_expr": draw(st.sampled_from(["sin(x", "x +* 2", "__import__('os')", "x.y", "1/"])),
+            "not_axis": "sin(q) + w",
+            "no_file": {"file": "definitely_missing.npy", "bounds": {"x": [0, 1]}},
+        }[kind]
+        _get(raw, path)[key] = value
+    return raw
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=mutated_problem())
+def test_mutated_problems_fail_cleanly(tmp_path_factory, raw):
+    f = tmp_path_factory.mktemp("m") / "problem.yaml"
+    f.write_text(yaml.safe_dump(raw))
+    code, out, err = run_cli(["validate", str(f)])
+    assert_user_error(code, err, str(f))
+    assert out == ""
