@@ -34,6 +34,67 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_metrics(metrics: dict) -> None:
+    keys = ("rel_l2", "max_abs_error")
+    parts = [f"{k}={metrics[k]:.4g}" for k in keys if isinstance(metrics.get(k), float)]
+    if "pinn_vs_exact" in metrics:
+        parts.append(f"pinn_vs_exact_rel_l2={metrics['pinn_vs_exact']['rel_l2']:.4g}")
+        parts.append(f"fd_vs_exact_rel_l2={metrics['reference_vs_exact']['rel_l2']:.4g}")
+    print("metrics: " + " ".join(parts))
+
+
+def cmd_solve(args: argparse.Namespace) -> int:
+    from pinnsiren.compare import compare_run
+    from pinnsiren.solve import solve
+    from pinnsiren.train import TrainingInterrupted
+
+    spec = load_problem(args.problem, args.overrides)
+    try:
+        result = solve(
+            spec, args.output, device=args.device, resume=args.resume, progress=not args.quiet
+        )
+    except TrainingInterrupted as exc:
+        print(f"pinnsiren: {exc}; continue with --resume", file=sys.stderr)
+        return 130
+    print(
+        f"solved {spec.name}: {result.train.steps} steps in {result.train.seconds:.1f} s "
+        f"-> {result.run_dir}"
+    )
+    if args.compare:
+        metrics = compare_run(result.run_dir)
+        _print_metrics(metrics)
+    return 0
+
+
+def cmd_reference(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from pinnsiren.io import write_grid_data
+    from pinnsiren.reference import compute_reference
+    from pinnsiren.solve import default_run_dir
+
+    spec = load_problem(args.problem, args.overrides)
+    out = Path(args.output) if args.output else default_run_dir(spec) / "reference.h5"
+    start = time.perf_counter()
+    data = compute_reference(spec)
+    data.attrs["seconds"] = time.perf_counter() - start
+    write_grid_data(out, data)
+    print(f"reference for {spec.name} in {data.attrs['seconds']:.1f} s -> {out}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pinnsiren.compare import compare_run
+
+    metrics = compare_run(Path(args.run_dir), Path(args.reference) if args.reference else None)
+    _print_metrics(metrics)
+    print(f"wrote {Path(args.run_dir) / 'metrics.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pinnsiren",
@@ -45,6 +106,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check a problem file and print it with all defaults")
     _add_problem(p)
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("solve", help="train a SIREN on the problem and write the run directory")
+    _add_problem(p)
+    p.add_argument("-o", "--output", help="run directory (default: output.dir or runs/NAME)")
+    p.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default=None,
+        help="training device (default: training.device, auto = CUDA if available)",
+    )
+    p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+    p.add_argument("--compare", action="store_true", help="then compare with the FD reference")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_solve)
+
+    p = sub.add_parser("reference", help="solve the problem by finite differences")
+    _add_problem(p)
+    p.add_argument("-o", "--output", help="HDF5 file (default: RUN_DIR/reference.h5)")
+    p.set_defaults(func=cmd_reference)
+
+    p = sub.add_parser("compare", help="errors of a run against the FD reference")
+    p.add_argument("run_dir", help="run directory written by solve")
+    p.add_argument("--reference", help="reference HDF5 (default: computed or reused)")
+    p.set_defaults(func=cmd_compare)
     return parser
 
 

@@ -1,0 +1,317 @@
+"""The training loop: optimizer phases, weighted loss terms, checkpoints, progress, NaN guard.
+
+A problem hands the trainer a list of :class:`LossTerm`. At every step each term draws its
+points (``sample(step)``) and returns its mean squared residual (``loss(model, batch)``);
+the trainer minimises
+
+    L = Σ_k λ_k w_k L_k  (+ α ‖W‖₁ when ``loss.l1`` = α > 0)
+
+where ``w_k`` is the YAML weight and ``λ_k`` the automatic balance factor (1 unless
+``loss.balancing: grad_norm``, the learning-rate annealing of Wang, Teng & Perdikaris 2021:
+every ``balancing_every`` steps λ̂_k = max|∇_θ L_ref| / mean|∇_θ (w_k L_k)| with L_ref the
+first term, smoothed as λ_k ← 0.9 λ_k + 0.1 λ̂_k).
+
+Phases run in order: Adam (constant, cosine or exponential learning-rate schedule,
+fresh points every step) and L-BFGS (strong-Wolfe line search, points fixed for the
+phase since the line search needs a deterministic objective).
+
+Checkpoints (``checkpoint.pt``) hold the model, optimizer, balance factors, history, the
+sampler generator and the position (phase, step); ``resume=True`` continues from them.
+Ctrl-C saves a checkpoint and raises :class:`TrainingInterrupted`; a non-finite loss
+raises :class:`TrainingDiverged` and leaves the last good checkpoint untouched.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from pinnsiren.io import atomic_path, write_text
+from pinnsiren.spec import PhaseSpec
+
+DEFAULT_LR = {"adam": 1e-4, "lbfgs": 1.0}
+
+
+class LossTerm(Protocol):
+    """One named term of the loss: a sampler and a mean squared residual."""
+
+    name: str
+    weight: float
+
+    def sample(self, step: int) -> Any: ...
+
+    def loss(self, model: nn.Module, batch: Any) -> Tensor: ...
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """Ctrl-C during training; a checkpoint was saved."""
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    seconds: float
+    history: list[dict[str, float]]
+    final_losses: dict[str, float]
+
+
+@dataclass
+class TrainerState:
+    phase: int = 0
+    step_in_phase: int = 0
+    global_step: int = 0
+    balance: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    elapsed: float = 0.0
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        from pinnsiren.errors import UserError
+
+        raise UserError(f"device {name!r} requested but CUDA is not available (use cpu or auto)")
+    return torch.device(name)
+
+
+def _lr_at(phase: PhaseSpec, step: int) -> float:
+    lr0 = phase.lr if phase.lr is not None else DEFAULT_LR[phase.optimizer]
+    frac = step / max(phase.steps - 1, 1)
+    if phase.schedule == "cosine":
+        lo = lr0 * phase.final_lr_fraction
+        return lo + 0.5 * (lr0 - lo) * (1 + math.cos(math.pi * frac))
+    if phase.schedule == "exponential":
+        return lr0 * phase.final_lr_fraction**frac
+    return lr0
+
+
+class Trainer:
+    """Runs the optimizer phases on a model and a list of loss terms."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        terms: Sequence[LossTerm],
+        phases: Sequence[PhaseSpec],
+        *,
+        run_dir: Path | None = None,
+        checkpoint_every: int = 500,
+        generator: torch.Generator | None = None,
+        l1: float = 0.0,
+        balancing: str = "none",
+        balancing_every: int = 100,
+        after_step: Callable[[nn.Module], None] | None = None,
+        progress: bool = True,
+        extra_state: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        self.model = model
+        self.terms = list(terms)
+        self.phases = list(phases)
+        self.run_dir = run_dir
+        self.checkpoint_every = checkpoint_every
+        self.generator = generator
+        self.l1 = l1
+        self.balancing = balancing
+        self.balancing_every = balancing_every
+        self.after_step = after_step
+        self.progress = progress
+        self.state = TrainerState(balance={t.name: 1.0 for t in self.terms})
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.extra_state = extra_state
+
+    # ------------------------------------------------------------------ optimizers
+    def _params(self) -> list[Tensor]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def _make_optimizer(self, phase: PhaseSpec) -> torch.optim.Optimizer:
+        lr = phase.lr if phase.lr is not None else DEFAULT_LR[phase.optimizer]
+        if phase.optimizer == "adam":
+            return torch.optim.Adam(self._params(), lr=lr)
+        return torch.optim.LBFGS(
+            self._params(),
+            lr=lr,
+            max_iter=1,
+            max_eval=25,
+            history_size=50,
+            line_search_fn="strong_wolfe",
+        )
+
+    # ------------------------------------------------------------------ losses
+    def _losses(self, batches: dict[str, Any]) -> dict[str, Tensor]:
+        return {t.name: t.loss(self.model, batches[t.name]) for t in self.terms}
+
+    def _total(self, losses: dict[str, Tensor]) -> Tensor:
+        total = sum(self.state.balance[t.name] * t.weight * losses[t.name] for t in self.terms)
+        if self.l1 > 0:
+            from pinnsiren.sparsity import l1_penalty
+
+            total = total + self.l1 * l1_penalty(self.model)
+        return total  # type: ignore[return-value]
+
+    def _rebalance(self, losses: dict[str, Tensor]) -> None:
+        params = self._params()
+        grads = {}
+        for t in self.terms:
+            g = torch.autograd.grad(
+                t.weight * losses[t.name], params, retain_graph=True, allow_unused=True
+            )
+            flat = torch.cat([x.abs().flatten() for x in g if x is not None])
+            grads[t.name] = flat
+        ref = self.terms[0].name
+        top = grads[ref].max().item()
+        for t in self.terms[1:]:
+            mean = grads[t.name].mean().item()
+            if mean > 0 and math.isfinite(top / mean):
+                new = top / mean
+                self.state.balance[t.name] = 0.9 * self.state.balance[t.name] + 0.1 * new
+
+    def _sample(self, step: int) -> dict[str, Any]:
+        return {t.name: t.sample(step) for t in self.terms}
+
+    # ------------------------------------------------------------------ checkpoints
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return self.run_dir / "checkpoint.pt" if self.run_dir else None
+
+    def save_checkpoint(self) -> None:
+        if self.checkpoint_path is None:
+            return
+        payload = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+            "state": self.state.__dict__,
+            "generator": self.generator.get_state() if self.generator is not None else None,
+            "extra": self.extra_state() if self.extra_state else None,
+        }
+        with atomic_path(self.checkpoint_path) as tmp:
+            torch.save(payload, tmp)
+        self.write_history()
+
+    def load_checkpoint(self, path: Path) -> dict[str, Any]:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+        self.model.load_state_dict(payload["model"])
+        self.state = TrainerState(**payload["state"])
+        if payload.get("generator") is not None and self.generator is not None:
+            self.generator.set_state(payload["generator"])
+        self._pending_optimizer = payload.get("optimizer")
+        return payload
+
+    def write_history(self) -> None:
+        if self.run_dir is None or not self.state.history:
+            return
+        buf = io.StringIO()
+        names = list(self.state.history[0])
+        writer = csv.DictWriter(buf, fieldnames=names)
+        writer.writeheader()
+        writer.writerows(self.state.history)
+        write_text(self.run_dir / "history.csv", buf.getvalue())
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> TrainResult:
+        total_steps = sum(p.steps for p in self.phases)
+        start = time.perf_counter() - self.state.elapsed
+        bar = tqdm(
+            total=total_steps,
+            initial=self.state.global_step,
+            disable=not self.progress,
+            dynamic_ncols=True,
+            desc="train",
+            unit="step",
+        )
+        pending = getattr(self, "_pending_optimizer", None)
+        last: dict[str, float] = {}
+        try:
+            for p_index in range(self.state.phase, len(self.phases)):
+                phase = self.phases[p_index]
+                if p_index != self.state.phase:
+                    self.state.phase, self.state.step_in_phase = p_index, 0
+                self.optimizer = self._make_optimizer(phase)
+                if pending is not None:
+                    try:
+                        self.optimizer.load_state_dict(pending)
+                    except (ValueError, KeyError):
+                        pass  # a changed phase layout: start the optimizer afresh
+                    pending = None
+                fixed = self._sample(self.state.global_step) if phase.optimizer == "lbfgs" else None
+                while self.state.step_in_phase < phase.steps:
+                    last = self._step(phase, fixed)
+                    self.state.step_in_phase += 1
+                    self.state.global_step += 1
+                    self.state.elapsed = time.perf_counter() - start
+                    bar.update(1)
+                    if self.state.global_step % 10 == 0 or self.state.step_in_phase == phase.steps:
+                        bar.set_postfix({k: f"{v:.2e}" for k, v in last.items() if k != "lr"})
+                    if self.state.global_step % self.checkpoint_every == 0:
+                        self.save_checkpoint()
+            self.state.phase = len(self.phases)
+        except KeyboardInterrupt:
+            bar.close()
+            self.save_checkpoint()
+            raise TrainingInterrupted(
+                f"interrupted at step {self.state.global_step}; checkpoint saved"
+            ) from None
+        bar.close()
+        self.save_checkpoint()
+        return TrainResult(self.state.global_step, self.state.elapsed, self.state.history, last)
+
+    def _step(self, phase: PhaseSpec, fixed: dict[str, Any] | None) -> dict[str, float]:
+        assert self.optimizer is not None
+        step = self.state.global_step
+        lr = _lr_at(phase, self.state.step_in_phase)
+        if phase.optimizer == "adam":
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+        batches = fixed if fixed is not None else self._sample(step)
+        record: dict[str, Tensor] = {}
+
+        def closure() -> Tensor:
+            self.optimizer.zero_grad(set_to_none=True)
+            losses = self._losses(batches)
+            total = self._total(losses)
+            if not torch.isfinite(total):
+                bad = [k for k, v in losses.items() if not torch.isfinite(v)]
+                raise TrainingDiverged(
+                    f"loss became {total.item()} at step {step} (terms: {', '.join(bad) or 'l1'}); "
+                    "lower the learning rate or the weights; the last good checkpoint is kept"
+                )
+            total.backward()
+            record.update(losses)
+            record["total"] = total.detach()
+            return total
+
+        if (
+            self.balancing == "grad_norm"
+            and phase.optimizer == "adam"
+            and step % self.balancing_every == 0
+            and len(self.terms) > 1
+        ):
+            self._rebalance(self._losses(batches))
+        self.optimizer.step(closure)
+        if self.after_step is not None:
+            self.after_step(self.model)
+        row = {"step": float(step), "phase": float(self.state.phase), "lr": lr}
+        row.update({k: float(v.detach()) for k, v in record.items()})
+        for t in self.terms:
+            row[f"balance_{t.name}"] = self.state.balance[t.name]
+        self.state.history.append(row)
+        return {
+            k: v
+            for k, v in row.items()
+            if k not in ("step", "phase") and not k.startswith("balance")
+        }

@@ -1,0 +1,227 @@
+r"""Poisson equation on 1-D, 2-D and 3-D boxes.
+
+Convention: **−Δu = f** (so ``f = 1`` with ``u = 0`` on the walls gives a positive ``u``).
+
+Grid: node-centred tensor grid including the boundary nodes, each axis ``np.linspace(lo, hi,
+n)`` (uniform spacing ``h_k`` per axis, they may differ), arrays indexed ``[i_x, i_y, i_z]``.
+
+Boundary conditions, one per face ``"x-", "x+", "y-", "y+", "z-", "z+"``:
+
+* ``FaceCondition("dirichlet", g)``: ``u = g`` on the face nodes.
+* ``FaceCondition("neumann", g)``: ``∂u/∂n = g`` with ``n`` the **outward** normal (so on
+  ``"x-"`` it prescribes ``-∂u/∂x``). Second-order ghost-node treatment: the mirror node
+  ``u_{-1} = u_1 + 2 h g`` is eliminated, which gives the half-cell equation
+  ``(h/2) · [-(2 u_1 - 2 u_0)/h^2] = (h/2) f_0 + g`` (after the symmetric scaling below).
+
+``g`` is a scalar or an array with the face shape (the grid shape with that axis removed).
+Where faces meet, a Dirichlet condition wins over a Neumann one; where two Dirichlet faces
+meet, the face earlier in the order above sets the value.
+
+Discretisation: second-order central differences, assembled as a Kronecker sum of 1-D
+operators. The system is multiplied by the trapezoidal weights ``W`` (a half weight on every
+Neumann boundary node per axis), which makes it symmetric positive (semi-)definite; Dirichlet
+nodes are eliminated. Sparse direct solve (:class:`~reference_solvers.factorization.
+Factorization`).
+
+All-Neumann problems are singular (constants). The discrete compatibility condition is
+``Σ W f + Σ_faces Σ W_face g = 0``. The solver returns the solution of the *projected*
+problem ``−Δ_h u = f − λ`` with the constant ``λ`` that makes the data compatible, normalised
+to zero weighted mean ``Σ W u = 0`` (a bordered symmetric system). ``λ`` tends to zero with
+``h`` for compatible continuous data; if it is larger than 1e-3 of ``max |f|`` (or of the
+boundary flux scale) an :class:`IncompatibleDataWarning` reports it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+
+from ._checks import as_coords, check_finite
+from .factorization import Backend, Factorization
+
+__all__ = ["FACES", "FaceCondition", "IncompatibleDataWarning", "solve_poisson"]
+
+#: Face names in axis order.
+FACES: tuple[str, ...] = ("x-", "x+", "y-", "y+", "z-", "z+")
+
+
+class IncompatibleDataWarning(UserWarning):
+    """All-Neumann data violate the compatibility condition; a constant was subtracted."""
+
+
+@dataclass(frozen=True)
+class FaceCondition:
+    """Boundary condition on one face of the box.
+
+    ``kind`` is ``"dirichlet"`` (``u = value``) or ``"neumann"`` (outward ``∂u/∂n = value``);
+    ``value`` is a scalar or an array of the face shape (grid shape without the face's axis).
+    """
+
+    kind: Literal["dirichlet", "neumann"]
+    value: float | np.ndarray = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("dirichlet", "neumann"):
+            raise ValueError(f"boundary kind must be 'dirichlet' or 'neumann', got {self.kind!r}")
+
+
+def _face_value(name: str, cond: FaceCondition, face_shape: tuple[int, ...]) -> np.ndarray:
+    v = check_finite(f"boundary[{name!r}].value", cond.value)
+    if np.iscomplexobj(v):
+        raise ValueError(f"boundary[{name!r}].value must be real")
+    if v.ndim == 0:
+        return np.full(face_shape, float(v))
+    if v.shape != face_shape:
+        raise ValueError(f"boundary[{name!r}].value has shape {v.shape}, expected {face_shape}")
+    return v.astype(float)
+
+
+def _neumann_1d(n: int, h: float, lo_neumann: bool, hi_neumann: bool) -> sp.csr_matrix:
+    """1-D matrix of ``-d²/dx²`` with ghost-node Neumann rows at the flagged ends."""
+    main = np.full(n, 2.0)
+    off = np.full(n - 1, -1.0)
+    m = sp.diags([off, main, off], [-1, 0, 1], format="lil")
+    if lo_neumann:
+        m[0, 1] = -2.0
+    if hi_neumann:
+        m[n - 1, n - 2] = -2.0
+    return sp.csr_matrix(m) / h**2
+
+
+def _kron_all(mats: Sequence[sp.spmatrix]) -> sp.csr_matrix:
+    out = mats[0]
+    for m in mats[1:]:
+        out = sp.kron(out, m, format="csr")
+    return sp.csr_matrix(out)
+
+
+def solve_poisson(
+    coords: Sequence[np.ndarray],
+    f: np.ndarray | float,
+    boundary: Mapping[str, FaceCondition],
+    backend: Backend = "auto",
+) -> np.ndarray:
+    """Solve ``−Δu = f`` on the box spanned by ``coords`` with one condition per face.
+
+    Parameters
+    ----------
+    coords:
+        1 to 3 uniformly spaced, increasing 1-D node arrays (axis order x, y, z).
+    f:
+        Source at the nodes, shape ``tuple(len(c) for c in coords)`` (or a scalar).
+    boundary:
+        Exactly the faces of the box (``"x-", "x+"`` [, ``"y-", "y+"`` [, ``"z-", "z+"``]]),
+        each a :class:`FaceCondition`.
+    backend:
+        Sparse direct solver backend (``"auto"``, ``"pardiso"`` or ``"scipy"``).
+
+    Returns
+    -------
+    ``u`` at all nodes (boundary included), same shape as ``f``.
+    """
+    axes, h = as_coords(coords, max_dim=3)
+    dim = len(axes)
+    shape = tuple(a.size for a in axes)
+    f_arr = check_finite("f", f)
+    if np.iscomplexobj(f_arr):
+        raise ValueError("f must be real")
+    if f_arr.ndim == 0:
+        f_arr = np.full(shape, float(f_arr))
+    if f_arr.shape != shape:
+        raise ValueError(f"f has shape {f_arr.shape}, expected {shape}")
+    f_arr = f_arr.astype(float)
+
+    faces = FACES[: 2 * dim]
+    unknown = set(boundary) - set(faces)
+    missing = [name for name in faces if name not in boundary]
+    if unknown:
+        raise ValueError(f"unknown boundary face(s) {sorted(unknown)}; expected {list(faces)}")
+    if missing:
+        raise ValueError(f"missing boundary condition for face(s) {missing}")
+    for name in faces:
+        if not isinstance(boundary[name], FaceCondition):
+            raise ValueError(f"boundary[{name!r}] must be a FaceCondition")
+
+    neumann = {name: boundary[name].kind == "neumann" for name in faces}
+
+    # 1-D operators, trapezoid weights (half weight on Neumann ends, which are unknowns).
+    ops, weights = [], []
+    for k in range(dim):
+        lo, hi = neumann[faces[2 * k]], neumann[faces[2 * k + 1]]
+        ops.append(_neumann_1d(shape[k], h[k], lo, hi))
+        w = np.full(shape[k], h[k])
+        w[0] *= 0.5
+        w[-1] *= 0.5
+        weights.append(w)
+    weight = weights[0]
+    for w in weights[1:]:
+        weight = np.multiply.outer(weight, w)
+
+    # Right-hand side b with Neumann ghost contributions 2 g / h on the face nodes.
+    b = f_arr.copy()
+    flux_scale = 0.0
+    for k in range(dim):
+        for side, name in enumerate(faces[2 * k : 2 * k + 2]):
+            face_shape = shape[:k] + shape[k + 1 :]
+            g = _face_value(name, boundary[name], face_shape)
+            flux_scale = max(flux_scale, float(np.max(np.abs(g))) / h[k] if g.size else 0.0)
+            if neumann[name]:
+                idx = [slice(None)] * dim
+                idx[k] = 0 if side == 0 else -1
+                b[tuple(idx)] += 2.0 * g / h[k]
+
+    # Dirichlet nodes and values (earlier faces win, so apply in reverse order).
+    fixed = np.zeros(shape, dtype=bool)
+    u = np.zeros(shape)
+    for name in reversed(faces):
+        if neumann[name]:
+            continue
+        k = FACES.index(name) // 2
+        side = FACES.index(name) % 2
+        idx = [slice(None)] * dim
+        idx[k] = 0 if side == 0 else -1
+        face_shape = shape[:k] + shape[k + 1 :]
+        u[tuple(idx)] = _face_value(name, boundary[name], face_shape)
+        fixed[tuple(idx)] = True
+
+    # Symmetric system S = W L (Kronecker sum of W_k L_k with diagonal W_j elsewhere).
+    s = None
+    for k in range(dim):
+        mats = [sp.diags(weights[j]) for j in range(dim)]
+        mats[k] = sp.diags(weights[k]) @ ops[k]
+        term = _kron_all(mats)
+        s = term if s is None else s + term
+    s = sp.csr_matrix(s)
+    rhs = (weight * b).ravel()
+    free = ~fixed.ravel()
+    u_flat = u.ravel()
+
+    if fixed.any():
+        s_ff = s[free][:, free]
+        rhs_f = rhs[free] - s[free][:, ~free] @ u_flat[~free]
+        sol = Factorization(s_ff, symmetric=True, backend=backend).solve(rhs_f)
+        u_flat[free] = sol
+        return u_flat.reshape(shape)
+
+    # All Neumann: bordered system [[S, w], [w^T, 0]] [u, lam] = [W b, 0].
+    wv = weight.ravel()
+    n = wv.size
+    bordered = sp.bmat(
+        [[s, sp.csr_matrix(wv[:, None])], [sp.csr_matrix(wv[None, :]), None]], format="csr"
+    )
+    sol = Factorization(bordered, symmetric=True, backend=backend).solve(np.append(rhs, 0.0))
+    lam = float(sol[n])
+    scale = max(float(np.max(np.abs(f_arr))), flux_scale, 1e-300)
+    if abs(lam) > 1e-3 * scale:
+        warnings.warn(
+            f"all-Neumann data are incompatible (sum of f plus boundary flux is not zero): "
+            f"subtracted the constant {lam:.3g} from f",
+            IncompatibleDataWarning,
+            stacklevel=2,
+        )
+    return sol[:n].reshape(shape)
