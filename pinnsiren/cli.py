@@ -95,6 +95,36 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from pinnsiren.autofreq import fresh_for_problem
+    from pinnsiren.geometry import make_generator
+    from pinnsiren.pdes import compile_problem
+
+    spec = load_problem(args.problem, args.overrides)
+    if spec.model.kind != "siren":
+        raise SpecError(args.problem, "model.kind", "tune needs a siren model")
+    compiled = compile_problem(spec, make_generator(spec.training.seed))
+    result, seconds = fresh_for_problem(spec, compiled.in_axes, compiled.out_features)
+    print(
+        f"FreSh for {spec.name}: spectrum size {result.size}, "
+        f"{spec.model.fresh.inits} initialisations per candidate, {seconds:.1f} s"
+    )
+    print(result.format_table())
+    print(f"chosen omega_0 = {result.omega_0:g}")
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from pinnsiren.prune import prune_run
+
+    report = prune_run(Path(args.run_dir), args.threshold)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pinnsiren",
@@ -130,6 +160,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="run directory written by solve")
     p.add_argument("--reference", help="reference HDF5 (default: computed or reused)")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("tune", help="choose omega_0 by FreSh and print the table")
+    _add_problem(p)
+    p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("prune", help="remove near-zero neurons of a trained run")
+    p.add_argument("run_dir", help="run directory written by solve")
+    p.add_argument("--threshold", type=float, required=True, help="weight magnitude tau")
+    p.set_defaults(func=cmd_prune)
     return parser
 
 

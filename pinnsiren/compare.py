@@ -146,3 +146,26 @@ def compare_run(run_dir: Path, reference_path: Path | None = None, *, plots: boo
             title=f"{spec.name}: rel L2 = {metrics['rel_l2']:.3g}",
         )
     return metrics
+
+
+def reference_for_run(spec: ProblemSpec, run_dir: Path) -> GridData:
+    """The run's cached FD reference when it belongs to the same problem, else a new one."""
+    from pinnsiren.io import read_grid_data, write_grid_data
+    from pinnsiren.reference import compute_reference
+
+    cached = run_dir / "reference.h5"
+    if cached.is_file():
+        data = read_grid_data(cached)
+        if data.problem == spec.to_yaml():
+            return data
+    start = time.perf_counter()
+    data = compute_reference(spec)
+    data.attrs["seconds"] = time.perf_counter() - start
+    write_grid_data(cached, data)
+    return data
+
+
+def score_solution(spec: ProblemSpec, solution: GridData, run_dir: Path) -> dict[str, float]:
+    """rel_l2 and max_abs_error of a solution against the run's reference."""
+    metrics = compare_fields(spec, solution, reference_for_run(spec, run_dir))
+    return {k: metrics[k] for k in ("rel_l2", "max_abs_error")}

@@ -74,8 +74,8 @@ def resolve_omega_0(spec: ProblemSpec, in_axes: tuple[str, ...], out: int) -> tu
         raise UserError(f"{spec.name}: model.omega_0: auto needs model.kind siren")
     from pinnsiren.autofreq import fresh_for_problem
 
-    result = fresh_for_problem(spec, in_axes, out)
-    return float(result.omega_0), result
+    result, seconds = fresh_for_problem(spec, in_axes, out)
+    return float(result.omega_0), {**result.as_dict(), "seconds": seconds}
 
 
 @dataclass
@@ -135,7 +135,7 @@ def solve(
     compiled = compile_problem(spec, gen).to(dev, dtype)
     omega_0, fresh = resolve_omega_0(spec, compiled.in_axes, compiled.out_features)
     if fresh is not None:
-        write_text(run_dir / "fresh.json", json.dumps(fresh.as_dict(), indent=2))
+        write_text(run_dir / "fresh.json", json.dumps(fresh, indent=2))
     model = compiled.extras.get("model") or make_model(
         spec, compiled.in_axes, compiled.out_features, omega_0, seed
     )
@@ -181,6 +181,7 @@ def solve(
         "device": str(dev),
         "dtype": spec.training.dtype,
         "omega_0": omega_0,
+        "fresh_seconds": fresh["seconds"] if fresh else None,
         "parameters": int(sum(p.numel() for p in model.parameters())),
         "final_losses": result.final_losses,
     }

@@ -60,6 +60,7 @@ __all__ = [
     "gaussian_source",
     "helmholtz_operator",
     "helmholtz_rhs",
+    "pml_padding",
     "pml_profile",
     "points_per_wavelength",
     "solve_helmholtz",
@@ -126,7 +127,28 @@ def _stretch(coord: np.ndarray, lo: float, hi: float, pml: PML | None, omega: fl
     return 1.0 - 1j * sigma / omega
 
 
-def points_per_wavelength(x: np.ndarray, y: np.ndarray, omega: float, velocity) -> float:
+def pml_padding(coord: np.ndarray, width: float) -> tuple[np.ndarray, slice, float]:
+    """Extend a physical axis on both sides by whole cells to make room for a PML.
+
+    Returns ``(extended_axis, inner, pml_width)``: ``extended_axis[inner]`` equals ``coord``,
+    and ``PML(width=pml_width)`` (``pml_width = k h >= width``, ``k`` whole cells) then
+    starts exactly at the first and last physical node. Use it when the physical region of a
+    problem is given and the PML must lie outside it.
+    """
+    h = uniform_spacing("coord", coord)
+    if not (math.isfinite(width) and width > 0):
+        raise ValueError(f"PML width must be positive and finite, got {width}")
+    k = math.ceil(width / h - 1e-9)
+    c = np.asarray(coord, dtype=float)
+    n = c.size + 2 * k
+    ext = np.linspace(c[0] - k * h, c[-1] + k * h, n)
+    ext[k : k + c.size] = c  # bitwise identical physical nodes
+    return ext, slice(k, k + c.size), k * h
+
+
+def points_per_wavelength(
+    x: np.ndarray, y: np.ndarray, omega: float, velocity: np.ndarray | float
+) -> float:
     """Grid points per shortest wavelength ``2 pi min(c) / (omega * max(hx, hy))``."""
     h = max(float(x[1] - x[0]), float(y[1] - y[0]))
     return 2.0 * math.pi * float(np.min(velocity)) / (omega * h)

@@ -14,6 +14,7 @@ from reference_solvers.helmholtz import (
     ResolutionWarning,
     gaussian_source,
     helmholtz_operator,
+    pml_padding,
     pml_profile,
     solve_helmholtz,
 )
@@ -141,3 +142,13 @@ def test_bad_inputs_and_resolution_warning() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         solve_helmholtz(x, x, 5.0, 1.0, src)  # 25 points per wavelength: silent
+
+
+def test_pml_padding_keeps_physical_nodes() -> None:
+    x = np.linspace(-0.5, 0.5, 51)  # h = 0.02
+    ext, inner, width = pml_padding(x, 0.25)
+    assert width == pytest.approx(0.26) and ext.size == 51 + 26
+    np.testing.assert_array_equal(ext[inner], x)
+    np.testing.assert_allclose(np.diff(ext), 0.02, rtol=1e-9)
+    sigma, _ = pml_profile(ext, ext[0], ext[-1], PML(width), 10.0)
+    assert np.all(sigma[inner] < 1e-9) and sigma[0] > 0

@@ -104,23 +104,30 @@ def helmholtz_batch(
     return batch
 
 
+def apply_operator(
+    batch: Batch, u: Tensor, ux: Tensor, uy: Tensor, uxx: Tensor, uyy: Tensor, ck2: Tensor
+) -> Tensor:
+    """A u_xx + A_x u_x + B u_yy + B_y u_y + (C k²) u on real pairs (N, 2·S)."""
+    return (
+        cmul(batch["A"], uxx)
+        + cmul(batch["Ax"], ux)
+        + cmul(batch["B"], uyy)
+        + cmul(batch["By"], uy)
+        + cmul(ck2, u)
+    )
+
+
 def helmholtz_residual(model: nn.Module, batch: Batch, k2: Tensor | None = None) -> Tensor:
     """r = A u_xx + A_x u_x + B u_yy + B_y u_y + C k² u − C f, as real pairs (N, 2·S).
 
-    ``k2`` (N, 1) replaces the batch's fixed C·ω²/c² when the velocity is itself unknown.
+    ``k2`` (N, 1) replaces the batch's fixed ω²/c² when the velocity is itself unknown.
+    The right-hand side ``Cf`` is (N, 2) (shared by every channel pair) or (N, 2·S).
     """
     j = jet(model, batch["x"], HELMHOLTZ_REQUEST)
-    u = j.value
-    r = (
-        cmul(batch["A"], j.second[0])
-        + cmul(batch["Ax"], j.gradient[0])
-        + cmul(batch["B"], j.second[1])
-        + cmul(batch["By"], j.gradient[1])
-    )
     ck2 = batch["Ck2"] if k2 is None else batch["C"] * k2
-    r = r + cmul(ck2, u)
+    r = apply_operator(batch, j.value, j.gradient[0], j.gradient[1], j.second[0], j.second[1], ck2)
     cf = batch["Cf"]
-    return r - cf.repeat(1, u.shape[1] // 2) if cf.shape[1] == 2 else r - cf
+    return r - (cf.repeat(1, r.shape[1] // 2) if cf.shape[1] == 2 else cf)
 
 
 def compile_helmholtz(spec: ProblemSpec, gen: torch.Generator) -> CompiledProblem:

@@ -1,0 +1,118 @@
+"""Training: the loss falls, resume after Ctrl-C continues exactly, NaN stops cleanly."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from pinnsiren.compare import compare_run
+from pinnsiren.errors import UserError
+from pinnsiren.io import read_grid_data
+from pinnsiren.solve import solve
+from pinnsiren.spec import parse_problem
+from pinnsiren.train import TrainingInterrupted
+
+POISSON_1D = {
+    "name": "p1",
+    "pde": {"kind": "poisson", "rhs": "pi**2*sin(pi*x)", "exact": "sin(pi*x)"},
+    "domain": {"x": [0.0, 1.0]},
+    "boundary": {"kind": "dirichlet", "value": 0.0},
+    "model": {"kind": "siren", "width": 32, "depth": 2, "omega_0": 3.0},
+    "training": {
+        "dtype": "float64",
+        "checkpoint_every": 10,
+        "phases": [{"optimizer": "adam", "steps": 300, "lr": 3e-4}],
+    },
+    "sampling": {"points": {"residual": 256, "boundary": 16}},
+    "evaluation": {"grid": {"x": 65}},
+    "output": {"plots": False},
+}
+
+
+def _spec(**overrides):
+    raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in POISSON_1D.items()}
+    raw.update(overrides)
+    return parse_problem(raw)
+
+
+def _history(run_dir):
+    with open(run_dir / "history.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_poisson_1d_trains_and_compares(tmp_path):
+    spec = _spec()
+    solve(spec, tmp_path, progress=False)
+    rows = _history(tmp_path)
+    assert len(rows) == 300
+    first = np.mean([float(r["total"]) for r in rows[:10]])
+    last = np.mean([float(r["total"]) for r in rows[-10:]])
+    assert last < 1e-2 * first
+    metrics = compare_run(tmp_path, plots=False)
+    assert metrics["rel_l2"] < 0.05  # loose: 300 Adam steps
+    assert metrics["reference_vs_exact"]["rel_l2"] < 1e-3
+    sol = read_grid_data(tmp_path / "solution.h5")
+    assert sol.fields["u"].shape == (65,)
+    assert (tmp_path / "model.pt").is_file() and (tmp_path / "metrics.json").is_file()
+
+
+def test_resume_after_interrupt_matches_an_uninterrupted_run(tmp_path, monkeypatch):
+    spec = _spec(
+        training={
+            **POISSON_1D["training"],
+            "phases": [
+                {"optimizer": "adam", "steps": 30, "lr": 1e-3},
+                {"optimizer": "lbfgs", "steps": 5},
+            ],
+        }
+    )
+    solve(spec, tmp_path / "straight", progress=False)
+    straight = torch.load(tmp_path / "straight" / "model.pt", weights_only=False)["state_dict"]
+
+    import pinnsiren.train as train_mod
+
+    original = train_mod.Trainer._sample
+    calls = {"n": 0}
+
+    def interrupting(self, step):
+        calls["n"] += 1
+        if step == 23 and calls["n"] < 100:
+            calls["n"] = 100
+            raise KeyboardInterrupt
+        return original(self, step)
+
+    monkeypatch.setattr(train_mod.Trainer, "_sample", interrupting)
+    with pytest.raises(TrainingInterrupted, match="step 23"):
+        solve(spec, tmp_path / "cut", progress=False)
+    assert len(_history(tmp_path / "cut")) == 23
+    solve(spec, tmp_path / "cut", progress=False, resume=True)
+    resumed = torch.load(tmp_path / "cut" / "model.pt", weights_only=False)["state_dict"]
+    assert len(_history(tmp_path / "cut")) == 35
+    for key in straight:
+        torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=0)
+
+
+def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(tmp_path):
+    spec = _spec(
+        training={
+            **POISSON_1D["training"],
+            "phases": [{"optimizer": "adam", "steps": 50, "lr": 1e-3}],
+        }
+    )
+    solve(spec, tmp_path, progress=False)
+    good = (tmp_path / "checkpoint.pt").read_bytes()
+    bad = _spec(
+        pde={"kind": "poisson", "rhs": "where(x > 0.5, 1/(x - x), 0)"},
+        training=spec.training.model_dump(),
+    )
+    with pytest.raises(UserError, match="loss became"):
+        solve(bad, tmp_path / "other", progress=False)
+    assert (tmp_path / "checkpoint.pt").read_bytes() == good
+
+
+def test_resume_without_checkpoint_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="no checkpoint"):
+        solve(_spec(), tmp_path / "empty", resume=True, progress=False)
