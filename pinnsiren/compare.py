@@ -105,6 +105,11 @@ def compare_fields(spec: ProblemSpec, solution: GridData, reference: GridData) -
 def compare_run(run_dir: Path, reference_path: Path | None = None, *, plots: bool = True) -> dict:
     """Compare a run's solution with an FD reference; write metrics.json and figures.
 
+    A fit run (``pde.kind: fit``) has no reference: its metrics (PSNR of the reconstruction
+    after gauge fixing, of its gradient and Laplacian, held-out PSNR for inpainting) come from
+    :func:`pinnsiren.fit_metrics.compare_fit_run`, with ``comparison.png`` = target |
+    reconstruction | error.
+
     The reference is read from ``reference_path`` when given, else reused from
     ``RUN_DIR/reference.h5`` when it was computed for the same resolved problem, else
     computed now and saved there.
@@ -117,6 +122,10 @@ def compare_run(run_dir: Path, reference_path: Path | None = None, *, plots: boo
     if not (run_dir / "solution.h5").is_file():
         raise UserError(f"{run_dir}: no solution.h5 (run pinnsiren solve first)")
     spec = load_problem(run_dir / "problem.yaml")
+    if spec.kind == "fit":  # no FD reference: score the fit against its signal
+        from pinnsiren.fit_metrics import compare_fit_run
+
+        return compare_fit_run(run_dir, spec, reference_path, plots=plots)
     solution = read_grid_data(run_dir / "solution.h5")
     cached = run_dir / "reference.h5"
     if reference_path is not None:

@@ -14,7 +14,8 @@ summed row instead of :math:`|L|` separate ones, because the recursion is linear
 second-order rows:
 
 .. math::
-    \Delta_w h' = \sigma'(z)\odot (W\,\Delta_w h) + \sigma''(z)\odot\sum_{i\in L} w_i (W\,\partial_i h)^2 .
+    \Delta_w h' = \sigma'(z)\odot (W\,\Delta_w h)
+                 + \sigma''(z)\odot\sum_{i\in L} w_i (W\,\partial_i h)^2 .
 
 So a request needs :math:`R = 1 + k_1 + k_2` rows per point: the value, one first-derivative
 row for every axis that appears anywhere in the request (:math:`k_1`), one row per requested pure
@@ -216,8 +217,10 @@ class Jet:
 class _Plan:
     """Row layout ``[value | ∂_a for a in axes | ∂²_a for a in second | Δ_w over lap]``.
 
-    ``second_pos``/``lap_pos`` index into ``axes``; the carried Laplacian row covers only the
-    Laplacian axes that are not also pure-second rows.
+    ``second_pos``/``lap_pos`` index into ``axes``.  The carried Laplacian row covers only the
+    Laplacian axes that are not pure-second rows anyway and have a non-zero weight.
+    ``couple`` lists, for every carried axis position ``i`` that feeds a second-order row,
+    ``(i, row of its pure second derivative or None, its weight in the Laplacian row or None)``.
     """
 
     axes: tuple[int, ...]
@@ -225,6 +228,7 @@ class _Plan:
     second_pos: tuple[int, ...]
     lap_pos: tuple[int, ...]
     lap_w: tuple[float, ...]
+    couple: tuple[tuple[int, int | None, float | None], ...]
 
     @property
     def k(self) -> int:
@@ -238,80 +242,124 @@ class _Plan:
     def rows(self) -> int:
         return 1 + self.k + len(self.second_pos) + int(self.has_lap)
 
-    def coupling(self) -> list[tuple[int, int | None, float | None]]:
-        """For each carried axis position ``i``: (i, its pure-second row or None, lap weight)."""
-        k = self.k
-        out: list[tuple[int, int | None, float | None]] = []
-        lap = dict(zip(self.lap_pos, self.lap_w))
-        for i in range(k):
-            srow = 1 + k + self.second_pos.index(i) if i in self.second_pos else None
-            out.append((i, srow, lap.get(i)))
-        return out
-
     @staticmethod
     def from_request(req: DerivativeRequest) -> _Plan:
         axes = req.axes
         pos = {a: i for i, a in enumerate(axes)}
         w = req.weights
-        lap_axes = [a for a in axes if a in w and a not in req.second]
+        lap_axes = [a for a in axes if w.get(a, 0.0) != 0.0 and a not in req.second]
+        second_pos = tuple(pos[a] for a in req.second)
+        lap = {pos[a]: w[a] for a in lap_axes}
+        k = len(axes)
+        couple = []
+        for i in range(k):
+            srow = 1 + k + second_pos.index(i) if i in second_pos else None
+            if srow is not None or i in lap:
+                couple.append((i, srow, lap.get(i)))
         return _Plan(
             axes=axes,
             second=req.second,
-            second_pos=tuple(pos[a] for a in req.second),
-            lap_pos=tuple(pos[a] for a in lap_axes),
-            lap_w=tuple(w[a] for a in lap_axes),
+            second_pos=second_pos,
+            lap_pos=tuple(lap),
+            lap_w=tuple(lap.values()),
+            couple=tuple(couple),
         )
 
 
 # --------------------------------------------------------------------------------------------
-# Activations: σ and its derivatives
+# Activations: σ and its derivatives as (tensor, scalar) pairs
 # --------------------------------------------------------------------------------------------
+
+_Scaled = tuple[Tensor, float]
 
 
 @dataclass(frozen=True)
 class _Act:
-    r"""Pointwise activation of the pre-activation :math:`p`.
+    r"""Pointwise activation :math:`\sigma` of the pre-activation :math:`p = a + b`.
 
-    ``sine``: :math:`\sigma = \sin\omega p,\ \sigma' = \omega\cos\omega p,\
-    \sigma'' = -\omega^2\sin\omega p,\ \sigma''' = -\omega^3\cos\omega p`;
-    ``tanh``: :math:`t,\ 1-t^2,\ -2t(1-t^2),\ (1-t^2)(6t^2-2)`;
-    ``relu``: :math:`\max(p,0),\ [p>0],\ 0,\ 0` (what nested autograd gives a.e.).
+    Derivatives are returned as ``(T, s)`` with :math:`\sigma^{(m)} = s\,T` so that constant
+    factors fold into the scalar argument of fused kernels (``addcmul(value=…)``):
+
+    * ``sine`` (:math:`\sigma = \sin\omega p`): :math:`\sigma' = \omega\cos\omega p`,
+      :math:`\sigma'' = -\omega^2\sin\omega p`, :math:`\sigma''' = -\omega^3\cos\omega p`;
+    * ``tanh`` (:math:`t=\tanh p`): :math:`\sigma' = 1-t^2`, :math:`\sigma'' = -2t(1-t^2)`,
+      :math:`\sigma''' = (1-t^2)(6t^2-2)`;
+    * ``relu``: :math:`\sigma' = [p>0]`, :math:`\sigma''=\sigma'''=0` — exactly what nested
+      autograd gives (ReLU's backward has zero derivative w.r.t. its input).
     """
 
     kind: str
     omega: float = 1.0
 
-    def forward(self, p: Tensor, out0: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Write :math:`\\sigma(p)` into ``out0``; return :math:`(\\sigma', \\sigma'')`."""
+    def _pre(self, a0: Tensor, bias: Tensor | None) -> Tensor:
+        """Fresh tensor holding :math:`p` (sine: :math:`\\omega p`, in one pass)."""
         if self.kind == "sine":
-            wp = p * self.omega
-            torch.sin(wp, out=out0)
-            d1 = torch.cos(wp, out=wp).mul_(self.omega)
-            return d1, out0 * (-self.omega * self.omega)
+            if bias is None:
+                return torch.mul(a0, self.omega)
+            return torch.add(bias * self.omega, a0, alpha=self.omega)
+        return a0 + bias if bias is not None else a0.clone()
+
+    def forward(
+        self, a0: Tensor, bias: Tensor | None, out0: Tensor
+    ) -> tuple[_Scaled, _Scaled | None]:
+        """Write :math:`\\sigma(p)` into ``out0``; return :math:`\\sigma'`, :math:`\\sigma''`."""
+        p = self._pre(a0, bias)
+        if self.kind == "sine":
+            w = self.omega
+            torch.sin(p, out=out0)
+            return (torch.cos(p, out=p), w), (out0, -w * w)
         if self.kind == "tanh":
             torch.tanh(p, out=out0)
-            d1 = torch.mul(out0, out0).neg_().add_(1.0)
-            return d1, torch.mul(out0, d1).mul_(-2.0)
+            d1 = torch.addcmul(_one(p), out0, out0, value=-1.0)  # 1 - t²
+            return (d1, 1.0), (torch.mul(out0, d1), -2.0)
         torch.clamp_min(p, 0.0, out=out0)
-        return (p > 0).to(p.dtype), None
+        return ((p > 0).to(p.dtype), 1.0), None
 
-    def derivatives(self, p: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """Return :math:`(\\sigma', \\sigma'', \\sigma''')` at ``p``."""
+    def derivatives(
+        self, a0: Tensor, bias: Tensor | None
+    ) -> tuple[_Scaled, _Scaled | None, _Scaled | None]:
+        """Return :math:`\\sigma', \\sigma'', \\sigma'''` at :math:`p` as ``(T, s)`` pairs."""
+        p = self._pre(a0, bias)
         w = self.omega
         if self.kind == "sine":
-            wp = p * w
-            d2 = torch.sin(wp).mul_(-w * w)
-            c = torch.cos(wp, out=wp)
-            d1 = c * w
-            return d1, d2, c.mul_(-w * w * w)
+            s = torch.sin(p)
+            c = torch.cos(p, out=p)
+            return (c, w), (s, -w * w), (c, -w * w * w)
+        if self.kind == "tanh":
+            t = torch.tanh(p, out=p)
+            d1 = torch.addcmul(_one(t), t, t, value=-1.0)
+            d2 = torch.mul(t, d1)
+            d3 = torch.addcmul(_minus_two(t), t, t, value=6.0).mul_(d1)
+            return (d1, 1.0), (d2, -2.0), (d3, 1.0)
+        return ((p > 0).to(p.dtype), 1.0), None, None
+
+    def plain(self, p: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Differentiable :math:`(\\sigma, \\sigma', \\sigma'')` (functional/compiled path)."""
+        if self.kind == "sine":
+            w = self.omega
+            s, c = torch.sin(w * p), torch.cos(w * p)
+            return s, w * c, (-w * w) * s
         if self.kind == "tanh":
             t = torch.tanh(p)
-            t2 = t * t
-            d1 = torch.neg(t2).add_(1.0)
-            d2 = torch.mul(t, d1).mul_(-2.0)
-            d3 = t2.mul_(6.0).sub_(2.0).mul_(d1)
-            return d1, d2, d3
-        return (p > 0).to(p.dtype), None, None
+            d1 = 1.0 - t * t
+            return t, d1, -2.0 * t * d1
+        return torch.relu(p), (p > 0).to(p.dtype), None
+
+
+def _one(t: Tensor) -> Tensor:
+    return t.new_ones(())
+
+
+def _minus_two(t: Tensor) -> Tensor:
+    return t.new_full((), -2.0)
+
+
+def _scaled_mul(a: Tensor, b: _Scaled, out: Tensor) -> Tensor:
+    """``out = s·(a ⊙ T)`` in one pass (``addcmul`` on a 0-d zero)."""
+    t, s = b
+    if s == 1.0:
+        return torch.mul(a, t, out=out)
+    return torch.addcmul(a.new_zeros(()), a, t, value=s, out=out)
 
 
 # --------------------------------------------------------------------------------------------
@@ -319,63 +367,41 @@ class _Act:
 # --------------------------------------------------------------------------------------------
 
 
-def _fill_second_rows(
-    out: Tensor,
-    plan: _Plan,
-    d1: Tensor,
-    d2: Tensor | None,
-    g: Tensor,
-    q: Tensor | None,
+def _second_rows_forward(
+    out: Tensor, plan: _Plan, d1: _Scaled, d2: _Scaled | None, g: Tensor, q: Tensor
 ) -> None:
-    r"""Second-order output rows: :math:`\sigma' q + \sigma'' (\text{weighted } g^2)`.
-
-    ``g`` is ``(k, N, W)`` (or ``(k, 1, W)`` broadcast constants) and ``q`` the carried
-    second-order pre-activation rows, ``None`` when they are zero (first layer).
-    """
+    r"""Second-order rows :math:`\sigma' q_r + \sigma''\cdot(g_i^2` or
+    :math:`\sum_i w_i g_i^2)` for stacked (non-constant) first-order rows ``g``."""
     r0 = 1 + plan.k
-    sq: list[tuple[int, Tensor | None]] = []
     for j, i in enumerate(plan.second_pos):
-        sq.append((r0 + j, g[i] * g[i] if d2 is not None else None))
-    if plan.has_lap:
-        acc = None
+        row = _scaled_mul(q[j], d1, out[r0 + j])
         if d2 is not None:
-            for i, w in zip(plan.lap_pos, plan.lap_w):
-                if acc is None:
-                    acc = torch.mul(g[i], g[i]).mul_(w)
-                else:
-                    acc.addcmul_(g[i], g[i], value=w)
-        sq.append((plan.rows - 1, acc))
-    for r, gsq in sq:
-        row = out[r]
-        if q is not None:
-            torch.mul(q[r - r0], d1, out=row)
-            if gsq is not None and d2 is not None:
-                if gsq.shape[0] == 1:
-                    row.addcmul_(d2, gsq)
-                else:
-                    gsq.mul_(d2)
-                    row.add_(gsq)
-        elif gsq is not None and d2 is not None:
-            torch.mul(d2, gsq, out=row)
-        else:
-            row.zero_()
+            row.addcmul_(d2[0], torch.square(g[i]), value=d2[1])
+    if plan.has_lap:
+        row = _scaled_mul(q[-1], d1, out[-1])
+        if d2 is not None:
+            (i0, *rest), (w0, *wr) = plan.lap_pos, plan.lap_w
+            acc = torch.square(g[i0])  # Σ_i w_i g_i² = w0 (g_i0² + Σ (w_i/w0) g_i²)
+            for i, w in zip(rest, wr):
+                acc.addcmul_(g[i], g[i], value=w / w0)
+            row.addcmul_(d2[0], acc, value=d2[1] * w0)
 
 
 class _StackedActJet(torch.autograd.Function):
-    """Activation step on stacked rows ``A = H Wᵀ`` of shape ``(R, N, W)`` (bias on row 0)."""
+    """Activation step on stacked rows ``A = H Wᵀ`` of shape ``(R, N, W)``; the bias is added
+    to the value row only.  Saves ``A`` (and the bias); recomputes σ', σ'', σ''' in backward."""
 
     @staticmethod
     def forward(  # type: ignore[override]
         ctx: FunctionCtx, a: Tensor, bias: Tensor | None, act: _Act, plan: _Plan
     ) -> Tensor:
-        p = a[0] + bias if bias is not None else a[0]
         out = torch.empty_like(a)
-        d1, d2 = act.forward(p, out[0])
+        d1, d2 = act.forward(a[0], bias, out[0])
         k = plan.k
         if k:
-            torch.mul(a[1 : 1 + k], d1, out=out[1 : 1 + k])
+            _scaled_mul(a[1 : 1 + k], d1, out[1 : 1 + k])
         if plan.rows > 1 + k:
-            _fill_second_rows(out, plan, d1, d2, a[1 : 1 + k], a[1 + k :])
+            _second_rows_forward(out, plan, d1, d2, a[1 : 1 + k], a[1 + k :])
         ctx.save_for_backward(a, bias)
         ctx.act, ctx.plan = act, plan  # type: ignore[attr-defined]
         return out
@@ -386,39 +412,39 @@ class _StackedActJet(torch.autograd.Function):
         a, bias = ctx.saved_tensors  # type: ignore[attr-defined]
         act: _Act = ctx.act  # type: ignore[attr-defined]
         plan: _Plan = ctx.plan  # type: ignore[attr-defined]
-        p = a[0] + bias if bias is not None else a[0]
-        d1, d2, d3 = act.derivatives(p)
-        rows, k = plan.rows, plan.k
+        (t1, s1), d2, d3 = act.derivatives(a[0], bias)
+        rows = plan.rows
         da = torch.empty_like(a)
-        dp = da[0]
-        torch.mul(grad[0], d1, out=dp)
+        dp = _scaled_mul(grad[0], (t1, s1), da[0])
         if rows > 1:
-            torch.mul(grad[1:], d1, out=da[1:])  # σ' ō_r for every derivative row
+            _scaled_mul(grad[1:], (t1, s1), da[1:])  # σ' ō_r for every derivative row
         if rows > 1 and d2 is not None:
-            b2 = torch.mul(a[1], grad[1])
+            t2, s2 = d2
+            b2 = torch.mul(a[1], grad[1])  # Σ_{r≥1} a_r ō_r
             for r in range(2, rows):
                 b2.addcmul_(a[r], grad[r])
-            b2.mul_(d2)
-            dp.add_(b2)
-            b3 = None
-            for i, srow, w in plan.coupling():
-                if srow is None and w is None:
-                    continue
+            dp.addcmul_(t2, b2, value=s2)
+            del b2
+            b3, b3_scale = None, 1.0  # Σ_i g_i² T_i = b3_scale · b3
+            for i, srow, w in plan.couple:
+                g = a[1 + i]
                 if srow is not None and w is not None:
-                    t = torch.add(grad[srow], grad[rows - 1], alpha=w)
+                    t, scale = torch.add(grad[srow], grad[-1], alpha=w), 1.0
                 elif srow is not None:
-                    t = grad[srow]
+                    t, scale = grad[srow], 1.0
                 else:
-                    t = grad[rows - 1] * w
-                u = a[1 + i] * t  # g_i T_i
-                da[1 + i].addcmul_(d2, u, value=2.0)
+                    t, scale = grad[-1], float(w)  # type: ignore[arg-type]
+                u = torch.mul(g, t)  # g_i T_i / scale
+                da[1 + i].addcmul_(t2, u, value=2.0 * s2 * scale)
                 if b3 is None:
-                    b3 = u.mul_(a[1 + i])
+                    b3, b3_scale = u.mul_(g), scale
                 else:
-                    b3.addcmul_(u, a[1 + i])
+                    b3.addcmul_(u, g, value=scale / b3_scale)
             if b3 is not None and d3 is not None:
-                dp.addcmul_(d3, b3)
-        dbias = dp.sum(0) if bias is not None and ctx.needs_input_grad[1] else None  # type: ignore[attr-defined]
+                dp.addcmul_(d3[0], b3, value=d3[1] * b3_scale)
+        dbias = None
+        if bias is not None and ctx.needs_input_grad[1]:  # type: ignore[attr-defined]
+            dbias = dp.sum(0)
         return da, dbias, None, None
 
 
@@ -431,12 +457,19 @@ class _FirstActJet(torch.autograd.Function):
         ctx: FunctionCtx, p: Tensor, c: Tensor, act: _Act, plan: _Plan
     ) -> Tensor:
         out = p.new_empty((plan.rows, *p.shape))
-        d1, d2 = act.forward(p, out[0])
+        d1, d2 = act.forward(p, None, out[0])
         k = plan.k
-        g = c.unsqueeze(1)  # (k, 1, W)
-        torch.mul(g, d1, out=out[1 : 1 + k])
+        _scaled_mul(c.unsqueeze(1), d1, out[1 : 1 + k])
         if plan.rows > 1 + k:
-            _fill_second_rows(out, plan, d1, d2, g, None)
+            r0 = 1 + k
+            vecs = [c[i] * c[i] for i in plan.second_pos]  # σ'' c_i²
+            if plan.has_lap:
+                vecs.append(sum(w * c[i] * c[i] for i, w in zip(plan.lap_pos, plan.lap_w)))
+            for j, v in enumerate(vecs):
+                if d2 is None:
+                    out[r0 + j].zero_()
+                else:
+                    torch.mul(d2[0], v * d2[1], out=out[r0 + j])  # type: ignore[operator]
         ctx.save_for_backward(p, c)
         ctx.act, ctx.plan = act, plan  # type: ignore[attr-defined]
         return out
@@ -447,35 +480,68 @@ class _FirstActJet(torch.autograd.Function):
         p, c = ctx.saved_tensors  # type: ignore[attr-defined]
         act: _Act = ctx.act  # type: ignore[attr-defined]
         plan: _Plan = ctx.plan  # type: ignore[attr-defined]
-        d1, d2, d3 = act.derivatives(p)
-        rows, k = plan.rows, plan.k
-        dp = grad[0] * d1
+        (t1, s1), d2, d3 = act.derivatives(p, None)
+        k = plan.k
+        dp = _scaled_mul(grad[0], (t1, s1), torch.empty_like(p))
         dc = torch.empty_like(c)
-        for i in range(k):
-            dc[i] = (grad[1 + i] * d1).sum(0)
+        for i in range(k):  # Σ_n σ' ō_{g_i}
+            dc[i] = torch.mul(grad[1 + i], t1).sum(0).mul_(s1)
         if d2 is not None:
-            b2 = grad[1] * c[0]
+            t2, s2 = d2
+            b2 = torch.mul(grad[1], c[0])  # Σ_i c_i ō_{g_i}
             for i in range(1, k):
                 b2.addcmul_(grad[1 + i], c[i])
-            dp.addcmul_(d2, b2)
-            b3 = None
-            for i, srow, w in plan.coupling():
-                if srow is None and w is None:
-                    continue
+            dp.addcmul_(t2, b2, value=s2)
+            del b2
+            b3 = None  # Σ_i c_i² T_i
+            for i, srow, w in plan.couple:
                 if srow is not None and w is not None:
-                    t = torch.add(grad[srow], grad[rows - 1], alpha=w)
+                    t = torch.add(grad[srow], grad[-1], alpha=w)
                 elif srow is not None:
                     t = grad[srow]
                 else:
-                    t = grad[rows - 1] * w
-                dc[i].add_((t * d2).sum(0) * c[i], alpha=2.0)  # 2 c_i Σ_n σ'' T_i
-                if b3 is None:
-                    b3 = t * (c[i] * c[i])
-                else:
-                    b3.addcmul_(t, c[i] * c[i])
+                    t = grad[-1] * w
+                dc[i].addcmul_(torch.mul(t, t2).sum(0), c[i], value=2.0 * s2)
+                cc = c[i] * c[i]
+                b3 = t * cc if b3 is None else b3.addcmul_(t, cc)
             if b3 is not None and d3 is not None:
-                dp.addcmul_(d3, b3)
+                dp.addcmul_(d3[0], b3, value=d3[1])
         return dp, dc, None, None
+
+
+def _act_rows_functional(
+    a: Tensor, bias: Tensor | None, c: Tensor | None, act: _Act, plan: _Plan
+) -> Tensor:
+    """Same maths as the two autograd functions written with plain differentiable ops.
+
+    Used under :func:`torch.compile` (which fuses the pointwise work itself) and as an
+    independent implementation in the tests.  ``c`` given: first-layer mode, ``a`` is ``p``.
+    """
+    k = plan.k
+    if c is not None:
+        p, g, q = a, c.unsqueeze(1), None
+    else:
+        p = a[0] + bias if bias is not None else a[0]
+        g, q = a[1 : 1 + k], a[1 + k :]
+    s, d1, d2 = act.plain(p)
+    rows = [s.unsqueeze(0), d1 * g]
+    seconds: list[Tensor] = []
+    for j, i in enumerate(plan.second_pos):
+        seconds.append(_second(d1, d2, q, j, g[i] * g[i], p))
+    if plan.has_lap:
+        gsq = sum(w * g[i] * g[i] for i, w in zip(plan.lap_pos, plan.lap_w))
+        seconds.append(_second(d1, d2, q, -1, gsq, p))  # type: ignore[arg-type]
+    rows += [t.unsqueeze(0) for t in seconds]
+    return torch.cat(rows, 0)
+
+
+def _second(
+    d1: Tensor, d2: Tensor | None, q: Tensor | None, j: int, gsq: Tensor, p: Tensor
+) -> Tensor:
+    out = d1 * q[j] if q is not None else torch.zeros_like(p)
+    if d2 is not None:
+        out = out + d2 * gsq
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -505,40 +571,45 @@ def _encoding_rows(model: ReluPE, x: Tensor, plan: _Plan) -> Tensor:
     xi = x * s
     phase = xi.unsqueeze(-1) * f  # (N, d, L)
     sin, cos = torch.sin(phase), torch.cos(phase)
-    rows = x.new_zeros((plan.rows, n, d * (2 * nf + 1)))
-    rows[0] = torch.cat([xi, sin.flatten(1), cos.flatten(1)], dim=1)
-    sin_lo, cos_lo = d, d + d * nf
+    unit = torch.eye(d, dtype=x.dtype, device=x.device)
+    zeros = x.new_zeros((n, d, nf))
 
-    def put(r: int, a: int, coef: float | Tensor, with_x: bool, order: int) -> None:
-        fs = f * s[a]  # (L,)
-        if order == 1:
-            if with_x:
-                rows[r, :, a] = rows[r, :, a] + s[a] * coef
-            rows[r, :, sin_lo + a * nf : sin_lo + (a + 1) * nf] += coef * fs * cos[:, a]
-            rows[r, :, cos_lo + a * nf : cos_lo + (a + 1) * nf] -= coef * fs * sin[:, a]
-        else:
-            rows[r, :, sin_lo + a * nf : sin_lo + (a + 1) * nf] -= coef * fs * fs * sin[:, a]
-            rows[r, :, cos_lo + a * nf : cos_lo + (a + 1) * nf] -= coef * fs * fs * cos[:, a]
+    def row(coef: dict[int, float], order: int) -> Tensor:
+        """Σ_a coef_a ∂_a^order γ."""
+        lin = x.new_zeros((n, d)) if order == 2 else None
+        dsin, dcos = zeros, zeros
+        for a, w in coef.items():
+            fs = (f * s[a]) ** order * w  # (L,)
+            mask = unit[a].unsqueeze(-1)  # (d, 1): only axis a
+            if order == 1:
+                lin = (s * unit[a] * w).expand(n, d) if lin is None else lin + s * unit[a] * w
+                dsin = dsin + mask * (fs * cos)
+                dcos = dcos - mask * (fs * sin)
+            else:
+                dsin = dsin - mask * (fs * sin)
+                dcos = dcos - mask * (fs * cos)
+        return torch.cat([lin, dsin.flatten(1), dcos.flatten(1)], dim=1)  # type: ignore[list-item]
 
-    for i, a in enumerate(plan.axes):
-        put(1 + i, a, 1.0, True, 1)
-    for j, a in enumerate(plan.second):
-        put(1 + plan.k + j, a, 1.0, False, 2)
-    for i, w in zip(plan.lap_pos, plan.lap_w):
-        put(plan.rows - 1, plan.axes[i], w, False, 2)
-    return rows
+    rows = [torch.cat([xi, sin.flatten(1), cos.flatten(1)], dim=1)]
+    rows += [row({a: 1.0}, 1) for a in plan.axes]
+    rows += [row({a: 1.0}, 2) for a in plan.second]
+    if plan.has_lap:
+        rows.append(row({plan.axes[i]: w for i, w in zip(plan.lap_pos, plan.lap_w)}, 2))
+    return torch.stack(rows, 0)
 
 
-def _rows(model: nn.Module, x: Tensor, plan: _Plan) -> Tensor:
+def _stacked_act(h: Tensor, bias: Tensor | None, act: _Act, plan: _Plan, fused: bool) -> Tensor:
+    if fused:
+        return _StackedActJet.apply(h, bias, act, plan)
+    return _act_rows_functional(h, bias, None, act, plan)
+
+
+def _rows(model: nn.Module, x: Tensor, plan: _Plan, fused: bool) -> Tensor:
     """Propagate the stacked rows through ``model``; returns ``(R, N, out_features)``."""
     if isinstance(model, ReluPE):
         act = _Act("relu")
-        h = _StackedActJet.apply(
-            _stacked_linear(_encoding_rows(model, x, plan), model.first),
-            model.first.bias,
-            act,
-            plan,
-        )
+        enc = _stacked_linear(_encoding_rows(model, x, plan), model.first)
+        h = _stacked_act(enc, model.first.bias, act, plan, fused)
     else:
         if isinstance(model, Siren):
             act0, act = _Act("sine", model.omega_0), _Act("sine", model.hidden_omega)
@@ -547,17 +618,18 @@ def _rows(model: nn.Module, x: Tensor, plan: _Plan) -> Tensor:
         s = model.input_scale
         p = nn.functional.linear(x * s, model.first.weight, model.first.bias)
         idx = list(plan.axes)
-        c = (model.first.weight[:, idx] * s[idx]).t()  # (k, W): ∂p/∂x_a
-        h = _FirstActJet.apply(p, c, act0, plan)
+        c = (model.first.weight[:, idx] * s[idx]).t()  # (k, W): ∂p/∂x_a, constant
+        if fused:
+            h = _FirstActJet.apply(p, c, act0, plan)
+        else:
+            h = _act_rows_functional(p, None, c, act0, plan)
     for layer in model.hidden:
-        h = _StackedActJet.apply(_stacked_linear(h, layer), layer.bias, act, plan)
+        h = _stacked_act(_stacked_linear(h, layer), layer.bias, act, plan, fused)
     last = model.last
     y = _stacked_linear(h, last)
     if isinstance(model, Siren) and not model.outermost_linear:
-        return _StackedActJet.apply(y, last.bias, act, plan)
-    bias_rows = torch.zeros_like(y[:, :1, :])
-    bias_rows[0] = last.bias
-    return y + bias_rows
+        return _stacked_act(y, last.bias, act, plan, fused)
+    return torch.cat([(y[0] + last.bias).unsqueeze(0), y[1:]], 0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -589,6 +661,7 @@ def jet(
     request: DerivativeRequest,
     *,
     chunk_bytes: int | None = DEFAULT_CHUNK_BYTES,
+    engine: str = "auto",
 ) -> Jet:
     r"""Evaluate the network and exactly the requested input derivatives in one pass.
 
@@ -599,6 +672,9 @@ def jet(
         request: the derivatives wanted.
         chunk_bytes: split the batch so that one stacked ``(R, n, width)`` tensor stays below
             this many bytes (``None`` or ``0``: no split).  Results do not depend on it.
+        engine: ``"fused"`` (custom autograd functions, the eager default), ``"functional"``
+            (plain differentiable ops; what :func:`torch.compile` should see) or ``"auto"``
+            (functional while being traced by ``torch.compile``, fused otherwise).
 
     Returns:
         A :class:`Jet`; everything is differentiable w.r.t. the parameters (once).
@@ -606,6 +682,9 @@ def jet(
     Raises:
         ValueError: unsupported model, malformed ``x``, or an axis outside ``[0, in_features)``.
     """
+    if engine not in ("auto", "fused", "functional"):
+        raise ValueError(f"jet: engine must be 'auto', 'fused' or 'functional', got {engine!r}")
+    fused = engine == "fused" or (engine == "auto" and not torch.compiler.is_compiling())
     if not isinstance(request, DerivativeRequest):
         raise ValueError(f"jet: request must be a DerivativeRequest, got {type(request).__name__}")
     net = _check_model(model)
@@ -628,9 +707,9 @@ def jet(
         pieces = -(-n * per_point // chunk_bytes)  # ceil
         chunk = -(-n // pieces)  # equal-sized chunks
     if chunk >= n:
-        rows = _rows(net, x, plan)
+        rows = _rows(net, x, plan, fused)
     else:
-        rows = torch.cat([_rows(net, xc, plan) for xc in x.split(chunk)], dim=1)
+        rows = torch.cat([_rows(net, xc, plan, fused) for xc in x.split(chunk)], dim=1)
     return _unpack(rows, request, plan)
 
 
@@ -639,13 +718,9 @@ def _unpack(rows: Tensor, request: DerivativeRequest, plan: _Plan) -> Jet:
     second = {a: rows[1 + plan.k + j] for j, a in enumerate(plan.second)}
     lap: Tensor | None = None
     if request.laplacian:
-        parts: list[Tensor] = []
-        if plan.has_lap:
-            parts.append(rows[plan.rows - 1])
-        for a, w in request.weights.items():
-            if a in second:
-                parts.append(second[a] * w if w != 1.0 else second[a])
-        lap = parts[0]
+        parts = [rows[plan.rows - 1]] if plan.has_lap else []
+        parts += [second[a] * w for a, w in request.weights.items() if a in second and w != 0.0]
+        lap = parts[0] if parts else torch.zeros_like(rows[0])
         for t in parts[1:]:
             lap = lap + t
     return Jet(

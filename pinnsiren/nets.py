@@ -2,7 +2,7 @@ r"""Coordinate networks: SIREN, a tanh MLP and a ReLU MLP with positional encodi
 
 All three share one layout, which :mod:`pinnsiren.jets` relies on::
 
-    x ──(× input_scale)──▶ [encoding] ──first──▶ σ ──hidden[0]──▶ σ ── … ──hidden[-1]──▶ σ ──last──▶ u
+    x ─(× input_scale)─▶ [encoding] ─first─▶ σ ─hidden[0]─▶ σ ─ … ─hidden[-1]─▶ σ ─last─▶ u
 
 * ``first``  : ``nn.Linear`` from the (encoded) input to ``width``,
 * ``hidden`` : ``nn.ModuleList`` of ``depth`` square ``nn.Linear`` layers,

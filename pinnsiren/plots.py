@@ -48,10 +48,10 @@ def _panels(data: GridData, name: str) -> list[tuple[str, np.ndarray, tuple[str,
     """(label, values, axes) panels of a field: real/imag parts; one per snapshot in time."""
     if f"{name}_real" in data.fields:
         axes = data.axes[f"{name}_real"]
-        return [
-            (f"Re {name}", data.fields[f"{name}_real"], axes),
-            (f"Im {name}", data.fields[f"{name}_imag"], axes),
-        ]
+        re, im = data.fields[f"{name}_real"], data.fields[f"{name}_imag"]
+        if axes[0] == "source":  # one panel (real part) per source, at most six
+            return [(f"Re {name}, source {k}", re[k], axes[1:]) for k in range(min(len(re), 6))]
+        return [(f"Re {name}", re, axes), (f"Im {name}", im, axes)]
     values, axes = data.fields[name], data.axes[name]
     if axes and axes[0] == "t" and len(axes) == 3:
         return [(f"{name}, t={t:.3g}", values[i], axes[1:]) for i, t in enumerate(data.grid["t"])]
@@ -125,6 +125,34 @@ def plot_comparison(
         _image(axs[row, 0], u, solution.grid, axes, f"{label}: PINN")
         _image(axs[row, 1], r, solution.grid, axes, f"{label}: {ref_label}")
         _image(axs[row, 2], u - r, solution.grid, axes, f"{label}: error")
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)
+
+
+def plot_velocity(data: GridData, path: Path, title: str = "",
+                  columns: Sequence[tuple[str, str]] = (("velocity", "recovered"),)) -> None:
+    """True | recovered (| more models) | error maps of velocity fields on one grid."""
+    cols: list[tuple[str, np.ndarray, str]] = []
+    true = data.fields.get("true_velocity")
+    if true is not None:
+        cols.append(("true", true, "viridis"))
+    for name, label in columns:
+        if name in data.fields:
+            cols.append((label, data.fields[name], "viridis"))
+            if true is not None:
+                cols.append((f"{label} - true", data.fields[name] - true, "RdBu_r"))
+    fig, axs = plt.subplots(1, len(cols), figsize=(3.8 * len(cols), 3.4), squeeze=False)
+    lo = min(float(v.min()) for _, v, c in cols if c == "viridis")
+    hi = max(float(v.max()) for _, v, c in cols if c == "viridis")
+    for ax, (label, values, cmap) in zip(axs[0], cols):
+        if cmap == "viridis":
+            extent = [data.grid["x"][0], data.grid["x"][-1], data.grid["y"][0], data.grid["y"][-1]]
+            im = ax.imshow(values.T, origin="lower", extent=extent, cmap=cmap, vmin=lo, vmax=hi)
+            ax.set_title(f"c: {label}", fontsize=9)
+            plt.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        else:
+            _image(ax, values, data.grid, ("x", "y"), label)
     if title:
         fig.suptitle(title)
     _save(fig, path)

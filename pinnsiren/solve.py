@@ -92,6 +92,10 @@ def save_model(
 ) -> None:
     from pinnsiren.io import atomic_path
 
+    if "model" in compiled.extras:  # a composite network (inversion): keep the whole module
+        with atomic_path(path) as tmp:
+            torch.save({"module": model.cpu()}, tmp)
+        return
     payload = {
         "kind": spec.model.kind,
         "in_axes": list(compiled.in_axes),
@@ -105,6 +109,8 @@ def save_model(
 
 def load_model(path: Path) -> nn.Module:
     payload = torch.load(path, map_location="cpu", weights_only=False)
+    if "module" in payload:
+        return payload["module"]
     model = build_model(
         payload["kind"], len(payload["in_axes"]), payload["out_features"], **payload["options"]
     )

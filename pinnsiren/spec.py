@@ -28,6 +28,7 @@ from pydantic import (
     PlainSerializer,
     ValidationError,
     ValidationInfo,
+    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -65,7 +66,9 @@ FieldValue = Annotated[
 
 def _complex_before(value: Any) -> complex:
     try:
-        if isinstance(value, (list, tuple)) and len(value) == 2:
+        if isinstance(value, complex):
+            out = value
+        elif isinstance(value, (list, tuple)) and len(value) == 2:
             out = complex(float(value[0]), float(value[1]))
         elif isinstance(value, str):
             out = complex(value.replace(" ", "").replace("i", "j").replace("jj", "j"))
@@ -130,14 +133,27 @@ class Source(Strict):
     sigma: PositiveFloat = 0.01
 
 
+class VelocityNetSpec(Strict):
+    """The velocity network of an inversion (a SIREN with a bounded output)."""
+
+    width: PositiveInt = 64
+    depth: PositiveInt = 2
+    omega_0: PositiveFloat = 10.0
+    hidden_omega: PositiveFloat = 30.0
+
+
 class UnknownVelocity(Strict):
-    """A velocity model to be recovered from receiver data (Helmholtz inversion)."""
+    """A velocity model to be recovered from receiver data (Helmholtz inversion).
+
+    The network's output is mapped into ``bounds`` by c = c_min + (c_max − c_min)·sigmoid(·);
+    inside a PML the velocity is held at ``background`` (default: the initial field's mean).
+    """
 
     unknown: Literal[True]
     bounds: Interval
     initial: FieldValue = 1.0
     background: PositiveFloat | None = None
-    model: dict[str, Any] = Field(default_factory=dict)
+    model: VelocityNetSpec = VelocityNetSpec()
 
     @model_validator(mode="after")
     def _bounds(self) -> UnknownVelocity:
@@ -150,17 +166,49 @@ class UnknownVelocity(Strict):
 
 
 class SynthesizeData(Strict):
+    """Receiver data made by the FD solver from a declared true velocity, plus noise.
+
+    noise is relative: d ← d + noise·rms(d)·(n₁ + i n₂)/√2 with n₁, n₂ standard normal.
+    """
+
     true_velocity: FieldValue
     noise: NonNegFloat = 0.0
     seed: Annotated[int, Field(strict=True)] = 0
 
 
-class DataSpec(Strict):
-    """Receiver data: a file (HDF5 layout or the SIREN MATLAB file) or synthesized by FD."""
+def _data_file(value: Any, info: ValidationInfo) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise PydanticCustomError("data_file", "must be a file path")
+    path = Path(value)
+    if not path.is_absolute():
+        path = Path((info.context or {}).get("base_dir", ".")) / path
+    if not path.is_file():
+        raise PydanticCustomError("data_file", "data file {path!r} not found", {"path": str(path)})
+    return str(path.resolve())
 
-    file: str | None = None
+
+class DataSpec(Strict):
+    """Receiver data: a file (HDF5 layout or the SIREN MATLAB file) or synthesized by FD.
+
+    A file may carry the source and receiver positions; its sources then take
+    ``source_amplitude`` and ``source_sigma``. ``true_velocity`` (optional) is only used to
+    report the velocity error.
+    """
+
+    file: Annotated[str | None, BeforeValidator(_data_file)] = None
     format: Literal["auto", "h5", "mat"] = "auto"
     synthesize: SynthesizeData | None = None
+    source_amplitude: ComplexValue = complex(1.0, 1.0)
+    source_sigma: PositiveFloat = 0.01
+    true_velocity: FieldValue | None = None
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> DataSpec:
+        if (self.file is None) == (self.synthesize is None):
+            raise PydanticCustomError("data", "give exactly one of data.file and data.synthesize")
+        return self
 
 
 class PoissonPDE(Strict):
@@ -177,7 +225,7 @@ class HelmholtzPDE(Strict):
     kind: Literal["helmholtz"]
     omega: PositiveFloat
     velocity: UnknownVelocity | FieldValue = 1.0
-    sources: list[Source] = Field(min_length=1)
+    sources: list[Source] = Field(default_factory=list)
     receivers: list[tuple[Number, Number]] = Field(default_factory=list)
     data: DataSpec | None = None
 
@@ -201,16 +249,107 @@ class WavePDE(Strict):
 
 
 class SignalSpec(Strict):
+    """The signal to fit: a picture or array file, loaded by :func:`pinnsiren.signals.load_signal`.
+
+    ``path`` is ``sample:NAME`` (matplotlib's bundled sample data, e.g. ``grace_hopper.jpg``)
+    or a file path; a relative path is resolved against the problem file's directory and stored
+    absolute, so the resolved problem (``problem.yaml`` in a run directory) stays loadable.
+    A missing file fails validation at ``pde.signal.path``.  ``size`` n centre-crops to a square
+    and resamples to n x n pixels (null: native resolution); ``orientation`` and ``normalise``
+    are those of ``load_signal`` (default: pictures flipped so row 0 is the top at y = y_max,
+    values mapped onto [-1, 1]).  Only single-channel (``grayscale: true``) signals are
+    supported: the solution file and its figures hold one channel.
+    """
+
     path: str
     key: str | None = None
-    size: PositiveInt | None = 256
+    size: Annotated[int, Field(ge=4, strict=True)] | None = 256
     grayscale: bool = True
+    orientation: Literal["auto", "image", "xy", "yx"] = "auto"
+    normalise: Literal["minus1_1", "unit", "none"] = "minus1_1"
+
+    @field_validator("path", mode="after")
+    @classmethod
+    def _resolve_path(cls, value: str, info: ValidationInfo) -> str:
+        from pinnsiren.signals import (
+            SAMPLE_PREFIX,
+            SUPPORTED_EXTENSIONS,
+            SignalError,
+            sample_data_path,
+        )
+
+        if value.startswith(SAMPLE_PREFIX):
+            try:
+                sample_data_path(value[len(SAMPLE_PREFIX) :])
+            except SignalError as exc:
+                raise PydanticCustomError("field", "{msg}", {"msg": str(exc)}) from None
+            return value
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            path = Path((info.context or {}).get("base_dir", ".")) / path
+        path = path.absolute()
+        if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
+            raise PydanticCustomError(
+                "field",
+                "{msg}",
+                {
+                    "msg": f"signal file {str(path)!r}: unsupported extension "
+                    f"(allowed: {', '.join(SUPPORTED_EXTENSIONS)})"
+                },
+            )
+        if not path.is_file():
+            raise PydanticCustomError(
+                "field", "{msg}", {"msg": f"signal file {str(path)!r} not found"}
+            )
+        return str(path)
+
+    @field_validator("grayscale", mode="after")
+    @classmethod
+    def _single_channel(cls, value: bool) -> bool:
+        if not value:
+            raise PydanticCustomError(
+                "field", "{msg}", {"msg": "colour signals are not supported (use grayscale: true)"}
+            )
+        return value
 
 
 class MaskSpec(Strict):
+    """Observed pixels (inpainting); the values term sees only these.
+
+    ``random: f`` observes a uniformly random fraction f of the pixels (exactly round(f N),
+    seeded by ``seed``); ``box: [[x0, x1], [y0, y1]]`` (domain coordinates, pixel centres
+    inside, bounds included) is a missing region when ``hole`` is true (default) and the only
+    observed region when false.  Both together: observed = random and not in the hole (or
+    random and in the box).
+    """
+
     random: Annotated[float, Field(gt=0, le=1, strict=True)] | None = None
     box: list[Interval] | None = None
+    hole: bool = True
     seed: Annotated[int, Field(strict=True)] = 0
+
+    @field_validator("box", mode="after")
+    @classmethod
+    def _box(cls, value: list[tuple[float, float]] | None) -> list[tuple[float, float]] | None:
+        if value is not None:
+            if len(value) != 2:
+                raise PydanticCustomError(
+                    "field", "{msg}", {"msg": "box must be [[x0, x1], [y0, y1]]"}
+                )
+            for lo, hi in value:
+                if not lo < hi:
+                    raise PydanticCustomError(
+                        "field", "{msg}", {"msg": f"box interval [{lo}, {hi}] needs low < high"}
+                    )
+        return value
+
+    @model_validator(mode="after")
+    def _something(self) -> MaskSpec:
+        if self.random is None and self.box is None:
+            raise PydanticCustomError(
+                "field", "{msg}", {"msg": "a mask needs random: fraction and/or box"}
+            )
+        return self
 
 
 class PriorSpec(Strict):
@@ -535,8 +674,8 @@ def _format_validation(file: str, raw: Any, exc: ValidationError) -> SpecError:
     if kind == "missing":
         return SpecError(file, ".".join(path), "required key is missing")
     msg = err["msg"]
-    if kind in ("field", "complex", "bounds"):
-        msg = msg
+    if kind in ("field", "complex", "bounds", "data", "data_file"):
+        pass
     elif kind == "union_tag_invalid" or kind == "union_tag_not_found":
         msg = "kind must be one of poisson, helmholtz, wave, fit"
         if not path or path[-1] != "kind":
@@ -632,6 +771,8 @@ def _check(spec: ProblemSpec, file: str) -> None:
                         f"pde.sources.{i}.position",
                         f"{axis}={p} is outside the domain [{lo_}, {hi_}]",
                     )
+        if not spec.pde.sources and not (spec.is_inversion and spec.pde.data and spec.pde.data.file):
+            fail("pde.sources", "at least one source is needed")
         if spec.is_inversion and spec.pde.data is None:
             fail("pde.data", "an unknown velocity needs receiver data (file or synthesize)")
         if (

@@ -214,7 +214,7 @@ def _assemble(
     ey = _stretch(y, y[0], y[-1], pml, omega)
     bx = 1.0 / _stretch(0.5 * (x[1:] + x[:-1]), x[0], x[-1], pml, omega)  # (nx-1,)
     by = 1.0 / _stretch(0.5 * (y[1:] + y[:-1]), y[0], y[-1], pml, omega)  # (ny-1,)
-    node = np.arange(nx * ny).reshape(nx, ny)
+    node = np.arange(nx * ny, dtype=np.int32 if nx * ny < 2**31 else np.int64).reshape(nx, ny)
     inner = node[1:-1, 1:-1]
     # Coupling coefficients of interior nodes to their four neighbours.
     west = (bx[:-1, None] * ey[None, 1:-1]) / hx**2  # (nx-2, ny-2): to (i-1, j)
@@ -315,8 +315,8 @@ def solve_helmholtz(
     """
     x, y, hx, hy, c = _validate(x, y, omega, velocity)
     b = helmholtz_rhs(x, y, omega, sources, pml)
-    a = _assemble(x, y, hx, hy, omega, c, pml)
-    lu = Factorization(a, symmetric=True, backend=backend)
+    # No reference to the matrix is kept here, so Factorization can free it early.
+    lu = Factorization(_assemble(x, y, hx, hy, omega, c, pml), symmetric=True, backend=backend)
     u = lu.solve(b)
     lu.release()
     if u.ndim == 1:

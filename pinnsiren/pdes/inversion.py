@@ -1,0 +1,270 @@
+"""Helmholtz velocity inversion: an unknown c(x) from receiver data, several sources.
+
+Two networks are trained together:
+
+* the wavefield network, a SIREN (x, y) → (Re u_1, Im u_1, …, Re u_S, Im u_S): a shared
+  trunk with two output channels per source;
+* the velocity network, a small SIREN whose output is bounded,
+  c = c_min + (c_max − c_min)·sigmoid(φ(x)), and held at the background value inside the
+  PML (the layer is not part of the unknown).
+
+Loss terms (weights from ``loss.weights``):
+
+* ``residual`` / ``source``: for every source s, the PML Helmholtz residual of
+  :mod:`pinnsiren.pdes.helmholtz` with ω²/c(x)² taken from the velocity network, at uniform
+  points / at points around the sources;
+* ``data``: (u_s(r) − d_{r,s}) / rms(d) at the receivers (so the term is the squared relative
+  misfit);
+* ``tv`` (optional): mean √(|∇c|² + ε) over the region, total variation of the velocity.
+
+Before the joint training, ``training.pretrain_steps`` Adam steps fit the wavefields to the
+PDE with the initial velocity (velocity network frozen), so the inversion starts from
+physically consistent fields.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from pinnsiren.geometry import Box, gaussian_points
+from pinnsiren.io import GridData
+from pinnsiren.jets import DerivativeRequest, jet
+from pinnsiren.nets import Siren
+from pinnsiren.pdes.base import Batch, CompiledProblem, Term, coords_of, grid_data, grid_points
+from pinnsiren.pdes.base import predict
+from pinnsiren.pdes.helmholtz import helmholtz_residual, pairs, pml_coefficients, source_density
+from pinnsiren.receivers import ReceiverData, enclosed_region, receiver_data
+from pinnsiren.spec import HelmholtzPDE, ProblemSpec, UnknownVelocity
+
+
+class BoundedVelocity(nn.Module):
+    """c(x) = c_min + (c_max − c_min)·sigmoid(φ(x)), = background outside ``inner``."""
+
+    def __init__(
+        self,
+        net: Siren,
+        bounds: tuple[float, float],
+        background: float,
+        inner: tuple[tuple[float, float], tuple[float, float]] | None,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.c_min, self.c_max = bounds
+        self.background = background
+        self.inner = inner
+
+    def set_constant(self, value: float) -> None:
+        """Make the network output ``value`` everywhere (clipped 1 % inside the bounds)."""
+        frac = (value - self.c_min) / (self.c_max - self.c_min)
+        frac = min(max(frac, 0.01), 0.99)
+        with torch.no_grad():
+            self.net.last.weight.mul_(1e-3)
+            self.net.last.bias.fill_(math.log(frac / (1 - frac)))
+
+    def _mask(self, x: Tensor) -> Tensor | None:
+        if self.inner is None:
+            return None
+        (xl, xh), (yl, yh) = self.inner
+        return (x[:, 0] >= xl) & (x[:, 0] <= xh) & (x[:, 1] >= yl) & (x[:, 1] <= yh)
+
+    def forward(self, x: Tensor) -> Tensor:
+        c = self.c_min + (self.c_max - self.c_min) * torch.sigmoid(self.net(x))
+        mask = self._mask(x)
+        if mask is None:
+            return c
+        return torch.where(mask[:, None], c, torch.full_like(c, self.background))
+
+    def with_gradient(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """c and ∇c (N, 2) at points inside the unknown region."""
+        j = jet(self.net, x, DerivativeRequest(gradient=(0, 1)))
+        s = torch.sigmoid(j.value)
+        scale = (self.c_max - self.c_min) * s * (1 - s)
+        grad = torch.cat([scale * j.gradient[0], scale * j.gradient[1]], dim=1)
+        return self.c_min + (self.c_max - self.c_min) * s, grad
+
+
+class InversionModel(nn.Module):
+    """Wavefield SIREN plus bounded velocity SIREN; ``forward`` gives the wavefields."""
+
+    def __init__(self, wave: Siren, velocity: BoundedVelocity) -> None:
+        super().__init__()
+        self.wave = wave
+        self.velocity = velocity
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.wave(x)
+
+
+def _inner_box(spec: ProblemSpec) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    if spec.boundary.kind != "pml":
+        return None
+    w = spec.boundary.width
+    (xl, xh), (yl, yh) = spec.domain["x"], spec.domain["y"]
+    return (xl + w, xh - w), (yl + w, yh - w)
+
+
+def build_inversion_model(spec: ProblemSpec, n_sources: int, seed: int) -> InversionModel:
+    vel = spec.pde.velocity
+    assert isinstance(vel, UnknownVelocity)
+    torch.manual_seed(seed)
+    m = spec.model
+    wave = Siren(2, 2 * n_sources, width=m.width, depth=m.depth,
+                 omega_0=float(m.omega_0) if m.omega_0 != "auto" else 30.0,
+                 hidden_omega=m.hidden_omega)
+    vm = vel.model
+    vnet = Siren(2, 1, width=vm.width, depth=vm.depth, omega_0=vm.omega_0,
+                 hidden_omega=vm.hidden_omega)
+    background = vel.background or initial_mean(spec)
+    velocity = BoundedVelocity(vnet, vel.bounds, background, _inner_box(spec))
+    velocity.set_constant(initial_mean(spec))
+    return InversionModel(wave, velocity)
+
+
+def initial_mean(spec: ProblemSpec) -> float:
+    vel = spec.pde.velocity
+    x = np.linspace(*spec.domain["x"], 64)
+    X, Y = np.meshgrid(x, np.linspace(*spec.domain["y"], 64), indexing="ij")
+    return float(np.mean(vel.initial({"x": X, "y": Y})))
+
+
+def per_source_batch(points: Tensor, spec: ProblemSpec, sources) -> Batch:
+    """Points, the PML coefficients and C·f_s of every source, as real pairs."""
+    x, y = points[:, 0].numpy(), points[:, 1].numpy()
+    co = pml_coefficients(x, y, spec, spec.pde.omega)
+    batch = {"x": points, **{k: pairs(v) for k, v in co.items()}}
+    batch["Cf"] = torch.cat([pairs(co["C"] * source_density(x, y, [s])) for s in sources], dim=1)
+    return batch
+
+
+def compile_inversion(spec: ProblemSpec, gen: torch.Generator) -> CompiledProblem:
+    pde = spec.pde
+    assert isinstance(pde, HelmholtzPDE)
+    data: ReceiverData = receiver_data(spec)
+    sources = data.sources
+    n_src = len(sources)
+    omega = pde.omega
+    box = Box.from_domain(spec.domain, ("x", "y"))
+    region = enclosed_region(data)
+    n_res = spec.points("residual", 4096)
+    n_near = spec.points("source", 1024)
+    n_tv = spec.points("tv", 1024)
+    model = build_inversion_model(spec, n_src, spec.training.seed)
+
+    def sample_residual(step: int) -> Batch:
+        return per_source_batch(box.uniform(n_res, gen), spec, sources)
+
+    def sample_source(step: int) -> Batch:
+        per = max(1, n_near // n_src)
+        pts = [gaussian_points(per, s.position, 2 * s.sigma, gen, box) for s in sources]
+        return per_source_batch(torch.cat(pts), spec, sources)
+
+    def residual(net: nn.Module, batch: Batch) -> Tensor:
+        c = net.velocity(batch["x"])
+        return helmholtz_residual(net.wave, batch, omega**2 / c**2)
+
+    rec = torch.as_tensor(data.receivers, dtype=torch.float64)
+    values = data.values  # (R, S)
+    d_pairs = torch.as_tensor(
+        np.stack([values.real, values.imag], axis=-1).reshape(len(rec), 2 * n_src),
+        dtype=torch.float64,
+    )
+    rms = float(np.sqrt(np.mean(np.abs(values) ** 2)))
+
+    def sample_data(step: int) -> Batch:
+        return {"x": rec, "d": d_pairs}
+
+    def data_residual(net: nn.Module, batch: Batch) -> Tensor:
+        return (net.wave(batch["x"]) - batch["d"]) / rms
+
+    terms = [
+        Term("residual", spec.weight("residual"), sample_residual, residual),
+        Term("source", spec.weight("source"), sample_source, residual),
+        Term("data", spec.weight("data", 1.0), sample_data, data_residual),
+    ]
+    tv_weight = spec.weight("tv", 0.0)
+    if tv_weight > 0:
+        lo = torch.tensor([region["x"][0], region["y"][0]], dtype=torch.float64)
+        hi = torch.tensor([region["x"][1], region["y"][1]], dtype=torch.float64)
+
+        def sample_tv(step: int) -> Batch:
+            return {"x": lo + (hi - lo) * torch.rand(n_tv, 2, generator=gen, dtype=torch.float64)}
+
+        def tv(net: nn.Module, batch: Batch) -> Tensor:
+            _, grad = net.velocity.with_gradient(batch["x"])
+            return torch.sqrt((grad**2).sum(dim=1) + 1e-8)
+
+        terms.append(Term("tv", tv_weight, sample_tv, tv, reduce=lambda r, b: r.mean()))
+
+    def evaluate(net: nn.Module) -> GridData:
+        out = grid_data(spec, "pinn")
+        shape = tuple(len(v) for v in out.grid.values())
+        pts = grid_points(out.grid, ("x", "y"))
+        u = predict(net.wave, pts)
+        fields = (u[:, 0::2] + 1j * u[:, 1::2]).T.reshape((n_src,) + shape)
+        out.add("u", fields, ("source", "x", "y"))
+        c = predict(net.velocity, pts)[:, 0].reshape(shape)
+        out.add("velocity", c, ("x", "y"))
+        d_pred = predict(net.wave, data.receivers)
+        pred = d_pred[:, 0::2] + 1j * d_pred[:, 1::2]
+        out.attrs["data_misfit"] = float(np.linalg.norm(pred - values) / np.linalg.norm(values))
+        true = true_velocity_on(spec, out.grid)
+        if true is not None:
+            out.add("true_velocity", true, ("x", "y"))
+        out.attrs["region"] = repr(region)
+        return out
+
+    def pretrain(net: InversionModel, trainer) -> None:
+        steps = spec.training.pretrain_steps
+        if steps <= 0:
+            return
+        lr = spec.training.phases[0].lr or 1e-4
+        opt = torch.optim.Adam(net.wave.parameters(), lr=lr)
+        bar = tqdm(range(steps), desc="pretrain", disable=not trainer.progress, unit="step")
+        for step in bar:
+            batches = [t.sample(step) for t in terms[:2]]
+            opt.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                ks = [omega**2 / net.velocity(b["x"]) ** 2 for b in batches]
+            loss = sum(
+                t.weight * (helmholtz_residual(net.wave, b, k) ** 2).sum(dim=-1).mean()
+                for t, b, k in zip(terms[:2], batches, ks)
+            )
+            loss.backward()
+            opt.step()
+            if step % 10 == 0:
+                bar.set_postfix(pde=f"{loss.item():.2e}")
+
+    def write_velocity(run_dir, net: nn.Module) -> None:
+        from pinnsiren.io import write_grid_data
+
+        sol = evaluate(net)
+        vel = GridData(grid=sol.grid, attrs=dict(sol.attrs), problem=sol.problem)
+        for name in ("velocity", "true_velocity"):
+            if name in sol.fields:
+                vel.add(name, sol.fields[name], ("x", "y"))
+        write_grid_data(run_dir / "velocity.h5", vel)
+        if spec.output.plots:
+            from pinnsiren.plots import plot_velocity
+
+            plot_velocity(vel, run_dir / "velocity.png", title=f"{spec.name}: PINN inversion")
+
+    return CompiledProblem(
+        spec, ("x", "y"), 2 * n_src, terms, evaluate,
+        {"model": model, "pretrain": pretrain, "writers": {"velocity": write_velocity},
+         "receiver_data": data, "region": region},
+    )
+
+
+def true_velocity_on(spec: ProblemSpec, grid: dict[str, np.ndarray]) -> np.ndarray | None:
+    """The declared true velocity (synthesize.true_velocity or data.true_velocity) on a grid."""
+    data = spec.pde.data
+    field = data.synthesize.true_velocity if data.synthesize else data.true_velocity
+    if field is None:
+        return None
+    X, Y = np.meshgrid(grid["x"], grid["y"], indexing="ij")
+    return np.asarray(field({"x": X, "y": Y}), dtype=float)
