@@ -137,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_problem(p)
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("solve", help="train a SIREN on the problem and write the run directory")
+    p = sub.add_parser(
+        "solve", aliases=["invert"], help="train a SIREN on the problem and write the run directory"
+    )
     _add_problem(p)
     p.add_argument("-o", "--output", help="run directory (default: output.dir or runs/NAME)")
     p.add_argument(
