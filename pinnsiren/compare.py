@@ -175,6 +175,20 @@ def reference_for_run(spec: ProblemSpec, run_dir: Path) -> GridData:
 
 
 def score_solution(spec: ProblemSpec, solution: GridData, run_dir: Path) -> dict[str, float]:
-    """rel_l2 and max_abs_error of a solution against the run's reference."""
+    """rel_l2 and max_abs_error of a solution against the run's reference.
+
+    A fit solution is scored against its own ``target`` instead (after the gauge fix of
+    :mod:`pinnsiren.fit_metrics`), and ``psnr`` is added.
+    """
+    if spec.kind == "fit":
+        from pinnsiren.fit_metrics import fit_metrics
+
+        f, mask = solution.fields, None
+        if "mask" in f:
+            mask = f["mask"] > 0.5
+        gauge = str(solution.attrs.get("gauge") or "none")
+        x, y = solution.grid["x"], solution.grid["y"]
+        fm = fit_metrics(f["u"], f["target"], x, y, gauge=gauge, mask=mask)
+        return {k: fm[k] for k in ("rel_l2", "max_abs_error", "psnr")}
     metrics = compare_fields(spec, solution, reference_for_run(spec, run_dir))
     return {k: metrics[k] for k in ("rel_l2", "max_abs_error")}

@@ -703,7 +703,8 @@ def jet(
     n = x.shape[0]
     chunk = n
     if chunk_bytes:
-        per_point = plan.rows * net.width * x.element_size()
+        width = max(layer.out_features for layer in [net.first, *net.hidden])
+        per_point = plan.rows * width * x.element_size()
         pieces = -(-n * per_point // chunk_bytes)  # ceil
         chunk = -(-n // pieces)  # equal-sized chunks
     if chunk >= n:

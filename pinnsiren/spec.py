@@ -358,11 +358,17 @@ class PriorSpec(Strict):
 
 
 class FitPDE(Strict):
-    """Fit a 2-D signal from its values, gradient or Laplacian (optionally masked)."""
+    """Fit a 2-D signal from its values, gradient or Laplacian (optionally masked).
+
+    ``derivatives`` picks the gradient/Laplacian *targets*: ``sobel`` (Sobel gradient and
+    five-point Laplacian, the SIREN paper's) or ``spectral`` (FFT derivatives of the
+    mirror-extended signal, exact for band-limited signals); see :mod:`pinnsiren.pdes.fit`.
+    """
 
     kind: Literal["fit"]
     signal: SignalSpec
     supervision: Literal["values", "gradient", "laplacian"] = "values"
+    derivatives: Literal["sobel", "spectral"] = "sobel"
     mask: MaskSpec | None = None
     priors: PriorSpec = PriorSpec()
 

@@ -197,8 +197,8 @@ def physical_mask(x: np.ndarray, y: np.ndarray, pml: PML | None = _DEFAULT_PML) 
     """Boolean ``(nx, ny)`` mask of the interior nodes outside the PML (the physical region).
 
     Nodes on the inner edge of the layer (where the damping starts from zero) count as
-    physical. Typical ``mask`` for :func:`misfit_and_gradient` / :func:`invert`: the velocity stays at
-    its starting (background) value inside the absorbing layer.
+    physical. This is the default ``mask`` of :func:`invert` (the velocity stays at its
+    starting, background value inside the absorbing layer).
     """
     x = _axis("x", x)
     y = _axis("y", y)
@@ -585,8 +585,9 @@ def invert(
         Starting model as squared slowness *or* velocity (exactly one; scalar or ``(nx, ny)``).
         Cells outside ``mask`` keep this value. Free cells are clipped into the bounds.
     mask:
-        Boolean ``(nx, ny)`` of free cells (default: all interior nodes; see
-        :func:`physical_mask` to keep the PML at the background).
+        Boolean ``(nx, ny)`` of free cells. Default: :func:`physical_mask` (everything outside
+        the PML, which keeps the start model), unlike :func:`misfit_and_gradient`, whose
+        default frees every interior node.
     iterations:
         Maximum L-BFGS-B iterations per stage.
     tv, tikhonov:
@@ -604,8 +605,17 @@ def invert(
         ``True`` to stop.
     backend:
         Sparse direct solver backend.
+
+    Returns
+    -------
+    :class:`FWIResult`; ``history[k]`` is the relative misfit after iteration ``k``
+    (``history[0]``: start model). Each iteration costs about one evaluation: one
+    factorisation and ``2 nsrc`` solves. A :class:`ResolutionWarning` is issued if ``c_min``
+    leaves fewer than 10 points per wavelength.
     """
     start = time.perf_counter()
+    if mask is None:
+        mask = physical_mask(x, y, pml)
     prob = _Problem(
         x, y, omega, sources_rhs, receivers, data, pml, mask, backend, estimate_amplitude
     )

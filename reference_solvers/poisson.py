@@ -20,15 +20,18 @@ meet, the face earlier in the order above sets the value.
 Discretisation: second-order central differences, assembled as a Kronecker sum of 1-D
 operators. The system is multiplied by the trapezoidal weights ``W`` (a half weight on every
 Neumann boundary node per axis), which makes it symmetric positive (semi-)definite; Dirichlet
-nodes are eliminated. Sparse direct solve (:class:`~reference_solvers.factorization.
-Factorization`).
+nodes are eliminated. The constant-coefficient system is solved exactly by the fast
+diagonalisation method (eigenvectors of the 1-D operators, ``O(N · Σ n_k)`` work, default) or
+by a sparse direct solve (:class:`~reference_solvers.factorization.Factorization`); both give
+the same discrete solution to round-off.
 
 All-Neumann problems are singular (constants). The discrete compatibility condition is
 ``Σ W f + Σ_faces Σ W_face g = 0``. The solver returns the solution of the *projected*
 problem ``−Δ_h u = f − λ`` with the constant ``λ`` that makes the data compatible, normalised
-to zero weighted mean ``Σ W u = 0`` (a bordered symmetric system). ``λ`` tends to zero with
-``h`` for compatible continuous data; if it is larger than 1e-3 of ``max |f|`` (or of the
-boundary flux scale) an :class:`IncompatibleDataWarning` reports it.
+to zero weighted mean ``Σ W u = 0`` (the constant mode is dropped by the fast
+diagonalisation; the direct method solves the bordered system ``[[S, W1], [(W1)^T, 0]]``).
+``λ`` tends to zero with ``h`` for compatible continuous data; if it is larger than 1e-3 of
+``max |f|`` (or of the boundary flux scale) an :class:`IncompatibleDataWarning` reports it.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.linalg import eigh_tridiagonal
 
 from ._checks import as_coords, check_finite
 from .factorization import Backend, Factorization
@@ -105,6 +109,7 @@ def solve_poisson(
     f: np.ndarray | float,
     boundary: Mapping[str, FaceCondition],
     backend: Backend = "auto",
+    method: Literal["auto", "fdm", "direct"] = "auto",
 ) -> np.ndarray:
     """Solve ``−Δu = f`` on the box spanned by ``coords`` with one condition per face.
 
@@ -118,7 +123,13 @@ def solve_poisson(
         Exactly the faces of the box (``"x-", "x+"`` [, ``"y-", "y+"`` [, ``"z-", "z+"``]]),
         each a :class:`FaceCondition`.
     backend:
-        Sparse direct solver backend (``"auto"``, ``"pardiso"`` or ``"scipy"``).
+        Sparse direct solver backend for ``method="direct"`` (``"auto"``, ``"pardiso"``,
+        ``"scipy"``).
+    method:
+        ``"fdm"``: fast diagonalisation (exact solve of the same discrete system through the
+        1-D eigenvectors, ``O(N * sum n_k)``, no fill-in; best by far in 3-D). ``"direct"``:
+        sparse direct factorisation. ``"auto"`` (default) takes ``"fdm"`` unless an axis has
+        more than 4096 nodes.
 
     Returns
     -------
@@ -189,7 +200,104 @@ def solve_poisson(
         u[tuple(idx)] = _face_value(name, boundary[name], face_shape)
         fixed[tuple(idx)] = True
 
-    # Symmetric system S = W L (Kronecker sum of W_k L_k with diagonal W_j elsewhere).
+    if method == "auto":
+        method = "fdm" if max(shape) <= 4096 else "direct"
+    if method not in ("fdm", "direct"):
+        raise ValueError(f"method must be 'auto', 'fdm' or 'direct', got {method!r}")
+
+    # Symmetric system S = W L. Lift the Dirichlet values: S_ff u_f = (W b - S u_D)_f.
+    rhs = weight * b - weight * _apply_laplacian(u, ops)
+    all_neumann = not fixed.any()
+    lam = 0.0
+    if all_neumann:
+        lam = float(rhs.sum() / weight.sum())  # constant that makes the data compatible
+        scale = max(float(np.max(np.abs(f_arr))), flux_scale, 1e-300)
+        if abs(lam) > 1e-3 * scale:
+            warnings.warn(
+                f"all-Neumann data are incompatible (sum of f plus boundary flux is not zero): "
+                f"subtracted the constant {lam:.3g} from f",
+                IncompatibleDataWarning,
+                stacklevel=2,
+            )
+    if method == "fdm":
+        free_axes = []
+        for k in range(dim):
+            lo = 0 if neumann[faces[2 * k]] else 1
+            hi = shape[k] if neumann[faces[2 * k + 1]] else shape[k] - 1
+            free_axes.append(np.arange(lo, hi))
+        sub = np.ix_(*free_axes)
+        u[sub] = _fast_diagonalisation(rhs[sub], ops, weights, free_axes, all_neumann)
+        return u
+    return _direct(u, rhs, fixed, ops, weights, weight, all_neumann, backend)
+
+
+def _apply_laplacian(u: np.ndarray, ops: Sequence[sp.csr_matrix]) -> np.ndarray:
+    """``L u = sum_k (L_k along axis k) u`` (``L_k`` the 1-D ``-d²/dx²`` matrices)."""
+    out = np.zeros_like(u)
+    for k, op in enumerate(ops):
+        moved = np.moveaxis(u, k, 0)
+        res = (op @ moved.reshape(moved.shape[0], -1)).reshape(moved.shape)
+        out += np.moveaxis(res, 0, k)
+    return out
+
+
+def _along(arr: np.ndarray, mat: np.ndarray, axis: int) -> np.ndarray:
+    """Multiply ``arr`` by ``mat`` along ``axis`` (``mat @ arr`` on that axis)."""
+    return np.moveaxis(np.tensordot(mat, arr, axes=([1], [axis])), 0, axis)
+
+
+def _fast_diagonalisation(
+    rhs: np.ndarray,
+    ops: Sequence[sp.csr_matrix],
+    weights: Sequence[np.ndarray],
+    free_axes: Sequence[np.ndarray],
+    all_neumann: bool,
+) -> np.ndarray:
+    r"""Solve ``S_ff u = rhs`` exactly by the fast diagonalisation method.
+
+    ``S_ff = sum_k (kron_{j != k} B_j) kron A_k`` with ``A_k = (W_k L_k)_ff`` symmetric
+    tridiagonal and ``B_k = (W_k)_ff`` diagonal. The generalised eigenvectors
+    ``A_k V_k = B_k V_k Λ_k``, ``V_k^T B_k V_k = I`` (from the symmetric tridiagonal
+    ``B^{-1/2} A B^{-1/2}``) give ``u = (⊗V_k) diag(1 / Σ_k λ_k) (⊗V_k)^T rhs``: exact to
+    round-off, ``O(N Σ n_k)`` work, no factorisation memory. In the all-Neumann case the zero
+    mode (constants) is dropped, i.e. ``Σ W u = 0``.
+    """
+    vecs, lams = [], []
+    for op, w, free in zip(ops, weights, free_axes, strict=True):
+        a = (sp.diags(w) @ op).tocsr()[free][:, free].toarray()
+        isq = 1.0 / np.sqrt(w[free])
+        c = isq[:, None] * a * isq[None, :]
+        lam, q = eigh_tridiagonal(np.diag(c).copy(), np.diag(c, 1).copy())
+        if all_neumann:
+            lam[0] = 0.0  # the constant mode (exactly zero in exact arithmetic)
+        vecs.append(isq[:, None] * q)
+        lams.append(lam)
+    coef = rhs
+    for k, v in enumerate(vecs):
+        coef = _along(coef, v.T, k)
+    denom = lams[0]
+    for lam in lams[1:]:
+        denom = np.add.outer(denom, lam)
+    with np.errstate(divide="ignore"):
+        inv = np.where(denom > 0, 1.0 / np.where(denom > 0, denom, 1.0), 0.0)
+    coef = coef * inv
+    for k, v in enumerate(vecs):
+        coef = _along(coef, v, k)
+    return coef
+
+
+def _direct(
+    u: np.ndarray,
+    rhs: np.ndarray,
+    fixed: np.ndarray,
+    ops: Sequence[sp.csr_matrix],
+    weights: Sequence[np.ndarray],
+    weight: np.ndarray,
+    all_neumann: bool,
+    backend: Backend,
+) -> np.ndarray:
+    """Sparse direct solve of the symmetric system (bordered if all faces are Neumann)."""
+    dim = len(ops)
     s = None
     for k in range(dim):
         mats = [sp.diags(weights[j]) for j in range(dim)]
@@ -197,31 +305,20 @@ def solve_poisson(
         term = _kron_all(mats)
         s = term if s is None else s + term
     s = sp.csr_matrix(s)
-    rhs = (weight * b).ravel()
     free = ~fixed.ravel()
-    u_flat = u.ravel()
-
-    if fixed.any():
+    u_flat = u.ravel().copy()
+    if not all_neumann:
         s_ff = s[free][:, free]
-        rhs_f = rhs[free] - s[free][:, ~free] @ u_flat[~free]
-        sol = Factorization(s_ff, symmetric=True, backend=backend).solve(rhs_f)
+        sol = Factorization(s_ff, symmetric=True, backend=backend).solve(rhs.ravel()[free])
         u_flat[free] = sol
-        return u_flat.reshape(shape)
-
+        return u_flat.reshape(u.shape)
     # All Neumann: bordered system [[S, w], [w^T, 0]] [u, lam] = [W b, 0].
     wv = weight.ravel()
     n = wv.size
     bordered = sp.bmat(
         [[s, sp.csr_matrix(wv[:, None])], [sp.csr_matrix(wv[None, :]), None]], format="csr"
     )
-    sol = Factorization(bordered, symmetric=True, backend=backend).solve(np.append(rhs, 0.0))
-    lam = float(sol[n])
-    scale = max(float(np.max(np.abs(f_arr))), flux_scale, 1e-300)
-    if abs(lam) > 1e-3 * scale:
-        warnings.warn(
-            f"all-Neumann data are incompatible (sum of f plus boundary flux is not zero): "
-            f"subtracted the constant {lam:.3g} from f",
-            IncompatibleDataWarning,
-            stacklevel=2,
-        )
-    return sol[:n].reshape(shape)
+    sol = Factorization(bordered, symmetric=True, backend=backend).solve(
+        np.append(rhs.ravel(), 0.0)
+    )
+    return sol[:n].reshape(u.shape)

@@ -81,6 +81,26 @@ def test_manufactured_second_order(kinds: str, dim: int, sizes: tuple[int, ...])
     assert errors[-1] < 1e-3
 
 
+@pytest.mark.parametrize(
+    ("kinds", "dim"), [("dndd", 2), ("nnnn", 2), ("ndddnn", 3), ("nnnnnn", 3), ("nn", 1)]
+)
+def test_fast_diagonalisation_equals_sparse_direct(kinds: str, dim: int) -> None:
+    rng = np.random.default_rng(3)
+    axes = _grid(9, dim)
+    shape = tuple(a.size for a in axes)
+    f = rng.standard_normal(shape)
+    boundary = {}
+    for face_id, name in enumerate(FACES[: 2 * dim]):
+        face_shape = shape[: face_id // 2] + shape[face_id // 2 + 1 :]
+        kind = "dirichlet" if kinds[face_id] == "d" else "neumann"
+        boundary[name] = FaceCondition(kind, rng.standard_normal(face_shape))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IncompatibleDataWarning)  # random all-Neumann data
+        fdm = solve_poisson(axes, f, boundary, method="fdm")
+        direct = solve_poisson(axes, f, boundary, method="direct")
+    np.testing.assert_allclose(fdm, direct, atol=1e-10 * np.abs(direct).max())
+
+
 def test_constant_source_positive_solution() -> None:
     x = np.linspace(0, 1, 21)
     zero = FaceCondition("dirichlet", 0.0)
@@ -128,5 +148,7 @@ def test_bad_inputs() -> None:
         solve_poisson([x, x], 0.0, {**faces, "y+": FaceCondition("dirichlet", np.zeros(4))})
     with pytest.raises(ValueError, match="uniformly spaced"):
         solve_poisson([x**2, x], 0.0, faces)
+    with pytest.raises(ValueError, match="method"):
+        solve_poisson([x, x], 0.0, faces, method="multigrid")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="kind"):
         FaceCondition("robin", 0.0)  # type: ignore[arg-type]
