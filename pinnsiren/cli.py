@@ -35,7 +35,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _print_metrics(metrics: dict) -> None:
-    keys = ("rel_l2", "max_abs_error")
+    keys = (
+        "rel_l2",
+        "max_abs_error",
+        "psnr",
+        "psnr_heldout",
+        "velocity_rel_l2",
+        "fwi_velocity_rel_l2",
+        "data_misfit",
+    )
     parts = [f"{k}={metrics[k]:.4g}" for k in keys if isinstance(metrics.get(k), float)]
     if "pinn_vs_exact" in metrics:
         parts.append(f"pinn_vs_exact_rel_l2={metrics['pinn_vs_exact']['rel_l2']:.4g}")

@@ -130,8 +130,12 @@ def plot_comparison(
     _save(fig, path)
 
 
-def plot_velocity(data: GridData, path: Path, title: str = "",
-                  columns: Sequence[tuple[str, str]] = (("velocity", "recovered"),)) -> None:
+def plot_velocity(
+    data: GridData,
+    path: Path,
+    title: str = "",
+    columns: Sequence[tuple[str, str]] = (("velocity", "recovered"),),
+) -> None:
     """True | recovered (| more models) | error maps of velocity fields on one grid."""
     cols: list[tuple[str, np.ndarray, str]] = []
     true = data.fields.get("true_velocity")

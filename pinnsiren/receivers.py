@@ -65,7 +65,9 @@ def read_data_file(path: Path, fmt: str = "auto") -> tuple[np.ndarray, np.ndarra
     except UserError:
         raise
     except Exception as exc:
-        raise UserError(f"{path}: cannot read receiver data ({type(exc).__name__}: {exc})") from None
+        raise UserError(
+            f"{path}: cannot read receiver data ({type(exc).__name__}: {exc})"
+        ) from None
     src = np.asarray(src, dtype=float).reshape(-1, 2)
     rec = np.asarray(rec, dtype=float).reshape(-1, 2)
     val = np.asarray(val, dtype=complex)
@@ -107,9 +109,8 @@ def bilinear(x: np.ndarray, y: np.ndarray, field: np.ndarray, points: np.ndarray
 
 def synthesize(spec: ProblemSpec) -> ReceiverData:
     """FD data for the declared true velocity (see module docstring)."""
-    from reference_solvers.helmholtz import solve_helmholtz
-
     from pinnsiren.pdes.helmholtz import pml_of, source_density
+    from reference_solvers.helmholtz import solve_helmholtz
 
     pde = spec.pde
     assert isinstance(pde, HelmholtzPDE) and pde.data and pde.data.synthesize
@@ -148,14 +149,19 @@ def receiver_data(spec: ProblemSpec) -> ReceiverData:
         sources = tuple(pde.sources)
     else:
         sources = tuple(
-            Source(position=(float(p[0]), float(p[1])), amplitude=pde.data.source_amplitude,
-                   sigma=pde.data.source_sigma)
+            Source(
+                position=(float(p[0]), float(p[1])),
+                amplitude=pde.data.source_amplitude,
+                sigma=pde.data.source_sigma,
+            )
             for p in src
         )
     if pde.receivers:
         given = np.asarray(pde.receivers, dtype=float)
         if given.shape != rec.shape or not np.allclose(given, rec, atol=1e-6):
-            raise UserError(f"{spec.name}: pde.receivers do not match the {len(rec)} in {path.name}")
+            raise UserError(
+                f"{spec.name}: pde.receivers do not match the {len(rec)} in {path.name}"
+            )
     for name, pts in (("source", np.array([s.position for s in sources])), ("receiver", rec)):
         for axis, k in (("x", 0), ("y", 1)):
             lo, hi = spec.domain[axis]
@@ -167,5 +173,7 @@ def receiver_data(spec: ProblemSpec) -> ReceiverData:
 def enclosed_region(data: ReceiverData) -> dict[str, tuple[float, float]]:
     """Bounding box of all sources and receivers: where the velocity error is measured."""
     pts = np.vstack([np.array([s.position for s in data.sources]), data.receivers])
-    return {"x": (float(pts[:, 0].min()), float(pts[:, 0].max())),
-            "y": (float(pts[:, 1].min()), float(pts[:, 1].max()))}
+    return {
+        "x": (float(pts[:, 0].min()), float(pts[:, 0].max())),
+        "y": (float(pts[:, 1].min()), float(pts[:, 1].max())),
+    }

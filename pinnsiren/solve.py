@@ -132,14 +132,15 @@ def solve(
     ckpt = run_dir / "checkpoint.pt"
     if resume and not ckpt.is_file():
         raise UserError(f"{run_dir}: no checkpoint.pt to resume from")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / "problem.yaml", spec.to_yaml())
     dev = resolve_device(device or spec.training.device)
     dtype = DTYPES[spec.training.dtype]
     seed = spec.training.seed
     gen = make_generator(seed)
     compiled = compile_problem(spec, gen).to(dev, dtype)
     omega_0, fresh = resolve_omega_0(spec, compiled.in_axes, compiled.out_features)
+    # the run directory appears only once the problem compiled (nothing half-written)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text(run_dir / "problem.yaml", spec.to_yaml())
     if fresh is not None:
         write_text(run_dir / "fresh.json", json.dumps(fresh, indent=2))
     model = compiled.extras.get("model") or make_model(

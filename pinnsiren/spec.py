@@ -777,7 +777,9 @@ def _check(spec: ProblemSpec, file: str) -> None:
                         f"pde.sources.{i}.position",
                         f"{axis}={p} is outside the domain [{lo_}, {hi_}]",
                     )
-        if not spec.pde.sources and not (spec.is_inversion and spec.pde.data and spec.pde.data.file):
+        if not spec.pde.sources and not (
+            spec.is_inversion and spec.pde.data and spec.pde.data.file
+        ):
             fail("pde.sources", "at least one source is needed")
         if spec.is_inversion and spec.pde.data is None:
             fail("pde.data", "an unknown velocity needs receiver data (file or synthesize)")

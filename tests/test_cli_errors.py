@@ -18,6 +18,10 @@ from tests.conftest import PROBLEMS
 
 FILES = sorted(PROBLEMS.glob("*.yaml"))
 RAW = {p.name: yaml.safe_load(p.read_text()) for p in FILES}
+for _raw in RAW.values():  # keep relative data paths valid when the file moves to tmp
+    _data = _raw["pde"].get("data") or {}
+    if isinstance(_data.get("file"), str):
+        _data["file"] = str((PROBLEMS / _data["file"]).resolve())
 
 
 def run_cli(args: list[str]) -> tuple[int, str, str]:
@@ -154,6 +158,8 @@ def mutated_problem(draw):
             for k in v
             if k in FIELD_KEYS and (p and p[0] in ("pde", "initial", "boundary"))
         ]
+        if not holders:  # nothing field-valued: a bad type in the pde section instead
+            holders = [(("pde",), "kind")]
         path, key = draw(st.sampled_from(holders))
         value = {
             "bad_expr": draw(st.sampled_from(["sin(x", "x +* 2", "__import__('os')", "x.y", "1/"])),

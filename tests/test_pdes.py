@@ -83,9 +83,10 @@ def test_every_shipped_forward_problem_compiles_and_its_terms_evaluate():
     from pinnsiren.nets import build_model
 
     for path in sorted(PROBLEMS.glob("*.yaml")):
-        spec = load_problem(path, ["sampling.points.residual=64"])
+        spec = load_problem(path)
         if spec.kind not in ("poisson", "helmholtz", "wave") or spec.is_inversion:
             continue
+        spec = load_problem(path, ["sampling.points.residual=64"])
         compiled = compile_problem(spec, make_generator(0))
         model = build_model(
             "siren", len(compiled.in_axes), compiled.out_features, width=16, depth=2

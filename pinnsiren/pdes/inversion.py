@@ -35,8 +35,14 @@ from pinnsiren.geometry import Box, gaussian_points
 from pinnsiren.io import GridData
 from pinnsiren.jets import DerivativeRequest, jet
 from pinnsiren.nets import Siren
-from pinnsiren.pdes.base import Batch, CompiledProblem, Term, coords_of, grid_data, grid_points
-from pinnsiren.pdes.base import predict
+from pinnsiren.pdes.base import (
+    Batch,
+    CompiledProblem,
+    Term,
+    grid_data,
+    grid_points,
+    predict,
+)
 from pinnsiren.pdes.helmholtz import helmholtz_residual, pairs, pml_coefficients, source_density
 from pinnsiren.receivers import ReceiverData, enclosed_region, receiver_data
 from pinnsiren.spec import HelmholtzPDE, ProblemSpec, UnknownVelocity
@@ -113,12 +119,18 @@ def build_inversion_model(spec: ProblemSpec, n_sources: int, seed: int) -> Inver
     assert isinstance(vel, UnknownVelocity)
     torch.manual_seed(seed)
     m = spec.model
-    wave = Siren(2, 2 * n_sources, width=m.width, depth=m.depth,
-                 omega_0=float(m.omega_0) if m.omega_0 != "auto" else 30.0,
-                 hidden_omega=m.hidden_omega)
+    wave = Siren(
+        2,
+        2 * n_sources,
+        width=m.width,
+        depth=m.depth,
+        omega_0=float(m.omega_0) if m.omega_0 != "auto" else 30.0,
+        hidden_omega=m.hidden_omega,
+    )
     vm = vel.model
-    vnet = Siren(2, 1, width=vm.width, depth=vm.depth, omega_0=vm.omega_0,
-                 hidden_omega=vm.hidden_omega)
+    vnet = Siren(
+        2, 1, width=vm.width, depth=vm.depth, omega_0=vm.omega_0, hidden_omega=vm.hidden_omega
+    )
     background = vel.background or initial_mean(spec)
     velocity = BoundedVelocity(vnet, vel.bounds, background, _inner_box(spec))
     velocity.set_constant(initial_mean(spec))
@@ -254,9 +266,18 @@ def compile_inversion(spec: ProblemSpec, gen: torch.Generator) -> CompiledProble
             plot_velocity(vel, run_dir / "velocity.png", title=f"{spec.name}: PINN inversion")
 
     return CompiledProblem(
-        spec, ("x", "y"), 2 * n_src, terms, evaluate,
-        {"model": model, "pretrain": pretrain, "writers": {"velocity": write_velocity},
-         "receiver_data": data, "region": region},
+        spec,
+        ("x", "y"),
+        2 * n_src,
+        terms,
+        evaluate,
+        {
+            "model": model,
+            "pretrain": pretrain,
+            "writers": {"velocity": write_velocity},
+            "receiver_data": data,
+            "region": region,
+        },
     )
 
 
