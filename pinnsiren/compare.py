@@ -114,8 +114,7 @@ def compare_run(run_dir: Path, reference_path: Path | None = None, *, plots: boo
     ``RUN_DIR/reference.h5`` when it was computed for the same resolved problem, else
     computed now and saved there.
     """
-    from pinnsiren.io import read_grid_data, write_grid_data, write_text
-    from pinnsiren.reference import compute_reference
+    from pinnsiren.io import read_grid_data, write_text
     from pinnsiren.spec import load_problem
 
     run_dir = Path(run_dir)
@@ -127,17 +126,16 @@ def compare_run(run_dir: Path, reference_path: Path | None = None, *, plots: boo
 
         return compare_fit_run(run_dir, spec, reference_path, plots=plots)
     solution = read_grid_data(run_dir / "solution.h5")
-    cached = run_dir / "reference.h5"
     if reference_path is not None:
         reference = read_grid_data(reference_path)
-    elif cached.is_file() and read_grid_data(cached).problem == spec.to_yaml():
-        reference = read_grid_data(cached)
     else:
-        start = time.perf_counter()
-        reference = compute_reference(spec)
-        reference.attrs["seconds"] = time.perf_counter() - start
-        write_grid_data(cached, reference)
-    metrics = compare_fields(spec, solution, reference)
+        reference = reference_for_run(spec, run_dir)
+    if spec.is_inversion:
+        from pinnsiren.inverse_reference import inversion_metrics
+
+        metrics = inversion_metrics(spec, solution, reference)
+    else:
+        metrics = compare_fields(spec, solution, reference)
     metrics["reference_seconds"] = reference.attrs.get("seconds")
     run_info = run_dir / "run.json"
     if run_info.is_file():
@@ -145,7 +143,21 @@ def compare_run(run_dir: Path, reference_path: Path | None = None, *, plots: boo
         metrics["train_seconds"] = info.get("train_seconds")
         metrics["steps"] = info.get("steps")
     write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2, default=float))
-    if plots:
+    if plots and spec.is_inversion:
+        from pinnsiren import plots as figures
+
+        both = GridData(grid=solution.grid)
+        for name, src in (("true_velocity", solution), ("velocity", solution)):
+            if name in src.fields:
+                both.add(name, src.fields[name], ("x", "y"))
+        both.add("fwi_velocity", reference.fields["velocity"], ("x", "y"))
+        figures.plot_velocity(
+            both,
+            run_dir / "comparison.png",
+            title=f"{spec.name}: PINN vs classical FWI",
+            columns=(("velocity", "PINN"), ("fwi_velocity", "FWI")),
+        )
+    elif plots:
         from pinnsiren import plots as figures
 
         figures.plot_comparison(

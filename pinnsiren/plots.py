@@ -61,7 +61,9 @@ def _panels(data: GridData, name: str) -> list[tuple[str, np.ndarray, tuple[str,
 def plot_field(data: GridData, name: str, path: Path, title: str = "") -> None:
     """Maps of one field (a strip over time for a 2-D wave; curves for 1-D data)."""
     panels = _panels(data, name)
-    fig, axs = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.3), squeeze=False)
+    fig, axs = plt.subplots(
+        1, len(panels), figsize=(3.6 * len(panels), 3.3), squeeze=False, layout="constrained"
+    )
     for ax, (label, values, axes) in zip(axs[0], panels):
         if len(axes) == 1:
             ax.plot(data.grid[axes[0]], values)
@@ -110,7 +112,9 @@ def plot_comparison(
 ) -> None:
     """Rows of PINN | reference | error panels for each part/snapshot of a field."""
     sol, ref = _panels(solution, name), _panels(reference, name)
-    fig, axs = plt.subplots(len(sol), 3, figsize=(11, 3.3 * len(sol)), squeeze=False)
+    fig, axs = plt.subplots(
+        len(sol), 3, figsize=(11, 3.3 * len(sol)), squeeze=False, layout="constrained"
+    )
     for row, ((label, u, axes), (_, r, _)) in enumerate(zip(sol, ref)):
         if len(axes) == 1:
             x = solution.grid[axes[0]]
@@ -146,7 +150,9 @@ def plot_velocity(
             cols.append((label, data.fields[name], "viridis"))
             if true is not None:
                 cols.append((f"{label} - true", data.fields[name] - true, "RdBu_r"))
-    fig, axs = plt.subplots(1, len(cols), figsize=(3.8 * len(cols), 3.4), squeeze=False)
+    fig, axs = plt.subplots(
+        1, len(cols), figsize=(3.8 * len(cols), 3.4), squeeze=False, layout="constrained"
+    )
     lo = min(float(v.min()) for _, v, c in cols if c == "viridis")
     hi = max(float(v.max()) for _, v, c in cols if c == "viridis")
     for ax, (label, values, cmap) in zip(axs[0], cols):

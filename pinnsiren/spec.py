@@ -605,6 +605,29 @@ def _fill_defaults(raw: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
+# --------------------------------------------------------------------------- YAML
+class _Loader(yaml.SafeLoader):
+    """Safe loader that also reads ``1e-4`` as a number (YAML 1.2; PyYAML wants ``1.0e-4``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def read_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 # --------------------------------------------------------------------------- overrides
 def apply_overrides(raw: Any, overrides: Sequence[str], file: str = "--set") -> Any:
     """Apply ``key.path=value`` overrides (value parsed as YAML) to a raw problem dict."""
@@ -617,7 +640,7 @@ def apply_overrides(raw: Any, overrides: Sequence[str], file: str = "--set") -> 
         if not all(keys):
             raise SpecError(file, "--set", f"{path!r} is not a dotted key path")
         try:
-            value = yaml.safe_load(text)
+            value = read_yaml(text)
         except yaml.YAMLError:
             value = text
         node = data
@@ -850,7 +873,7 @@ def load_problem(path: str | Path, overrides: Sequence[str] = ()) -> ProblemSpec
     except OSError as exc:
         raise SpecError(file, "", f"cannot read: {exc.strerror}") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = read_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""

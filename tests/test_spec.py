@@ -139,3 +139,13 @@ def test_gridded_field_interpolates_linearly(tmp_path):
         parse_field({"file": "missing.npy", "bounds": {"x": [0, 1]}}, tmp_path)
     with pytest.raises(FieldError, match="bounds"):
         parse_field({"file": "v.npy"}, tmp_path)
+
+
+def test_exponent_without_dot_is_a_number(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text(
+        "name: p\npde: {kind: poisson}\ndomain: {x: [0, 1]}\n"
+        "training: {phases: [{optimizer: adam, steps: 10, lr: 1e-4}]}\n"
+    )
+    assert load_problem(f).training.phases[0].lr == 1e-4
+    assert load_problem(f, ["training.phases.0.lr=3e-3"]).training.phases[0].lr == 3e-3

@@ -1,0 +1,109 @@
+"""Helmholtz velocity inversion: data loading, the bounded velocity, a coarse end-to-end run."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from pinnsiren.compare import compare_run
+from pinnsiren.errors import UserError
+from pinnsiren.geometry import make_generator
+from pinnsiren.io import read_grid_data
+from pinnsiren.pdes import compile_problem
+from pinnsiren.receivers import ReceiverData, read_data_file, receiver_data, write_data_file
+from pinnsiren.solve import solve
+from pinnsiren.spec import load_problem, parse_problem
+from tests.conftest import PROBLEMS, SHARED
+
+CYLINDER = SHARED / "data" / "siren-fwi-cylinder" / "data_cylinder_5.mat"
+COARSE = [
+    "evaluation.grid.x=48",
+    "evaluation.grid.y=48",
+    "pde.omega=6",
+    "training.pretrain_steps=30",
+    "training.phases.0.steps=60",
+    "training.phases.0.lr=3e-4",
+    "reference.iterations=5",
+    "model.width=32",
+    "model.depth=2",
+    "sampling.points.residual=256",
+    "sampling.points.source=128",
+    "output.plots=false",
+]
+
+
+def test_bounded_velocity_within_bounds_and_background_in_pml():
+    spec = load_problem(PROBLEMS / "helmholtz_inverse_synthetic.yaml", COARSE)
+    compiled = compile_problem(spec, make_generator(0))
+    velocity = compiled.extras["model"].velocity.double()
+    with torch.no_grad():
+        velocity.net.last.bias.fill_(50.0)  # saturate high
+        pts = torch.tensor([[0.0, 0.0], [0.9, 0.0], [0.0, -0.7]], dtype=torch.float64)
+        c = velocity(pts)[:, 0]
+    assert c[0] == pytest.approx(2.0) and c[0] <= 2.0
+    assert c[1] == 1.0 and c[2] == 1.0  # inside the PML: the background
+
+
+def test_coarse_synthetic_inversion_end_to_end(tmp_path):
+    spec = load_problem(PROBLEMS / "helmholtz_inverse_synthetic.yaml", COARSE)
+    solve(spec, tmp_path, progress=False)
+    with open(tmp_path / "history.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    first = np.mean([float(r["data"]) for r in rows[:5]])
+    last = np.mean([float(r["data"]) for r in rows[-5:]])
+    assert last < first  # the receivers pull the wavefields towards the data
+    metrics = compare_run(tmp_path, plots=False)
+    assert json.loads((tmp_path / "metrics.json").read_text())["problem"] == spec.name
+    for key in ("velocity_rel_l2", "fwi_velocity_rel_l2", "data_misfit", "fwi_data_misfit"):
+        assert np.isfinite(metrics[key]), key
+    vel = read_grid_data(tmp_path / "velocity.h5")
+    c = vel.fields["velocity"]
+    assert c.min() >= 0.6 - 1e-9 and c.max() <= 2.0 + 1e-9
+    assert vel.fields["true_velocity"].max() > 1.3  # the fast inclusion is there
+    assert metrics["fwi_data_misfit"] < 1.0
+
+
+def test_receiver_h5_round_trip(tmp_path):
+    spec = load_problem(PROBLEMS / "helmholtz_inverse_synthetic.yaml", COARSE)
+    data = receiver_data(spec)
+    assert data.values.shape == (len(spec.pde.receivers), len(spec.pde.sources))
+    write_data_file(tmp_path / "d.h5", data, omega=spec.pde.omega)
+    src, rec, val = read_data_file(tmp_path / "d.h5")
+    np.testing.assert_array_equal(rec, data.receivers)
+    np.testing.assert_array_equal(val, data.values)
+    assert src.shape == (len(spec.pde.sources), 2)
+    assert isinstance(data, ReceiverData)
+
+
+def test_noise_is_relative_and_seeded():
+    clean = load_problem(
+        PROBLEMS / "helmholtz_inverse_synthetic.yaml", COARSE + ["pde.data.synthesize.noise=0.0"]
+    )
+    noisy = load_problem(PROBLEMS / "helmholtz_inverse_synthetic.yaml", COARSE)
+    a, b = receiver_data(clean).values, receiver_data(noisy).values
+    rel = np.linalg.norm(b - a) / np.linalg.norm(a)
+    assert 0.005 < rel < 0.02  # noise: 0.01 of the rms
+    np.testing.assert_array_equal(b, receiver_data(noisy).values)
+
+
+@pytest.mark.skipif(not CYLINDER.is_file(), reason="shared cylinder data not present")
+def test_cylinder_data_loads_with_declared_positions():
+    spec = load_problem(PROBLEMS / "helmholtz_inverse_cylinder.yaml")
+    data = receiver_data(spec)
+    assert data.values.shape == (30, 5) and len(data.sources) == 5
+    assert data.sources[0].amplitude == complex(1, 1)
+    raw = yaml.safe_load((PROBLEMS / "helmholtz_inverse_cylinder.yaml").read_text())
+    raw = copy.deepcopy(raw)
+    raw["pde"]["data"]["file"] = str(CYLINDER)
+    raw["pde"]["sources"][0]["position"] = [0.1, -0.3]
+    with pytest.raises(UserError, match="do not match"):
+        receiver_data(parse_problem(raw))
+    raw["pde"].pop("sources")  # sources may come from the file
+    data = receiver_data(parse_problem(raw))
+    assert len(data.sources) == 5 and data.sources[0].sigma == 0.01
