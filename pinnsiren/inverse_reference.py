@@ -47,6 +47,8 @@ def inversion_reference(spec: ProblemSpec) -> GridData:
         c0=c0,
         pml=pml_of(spec),
         iterations=spec.reference.iterations,
+        tv=spec.reference.tv,
+        multiscale=tuple(spec.reference.multiscale),
     )
     out = grid_data(spec, "fwi")
     out.add("velocity", result.velocity, ("x", "y"))

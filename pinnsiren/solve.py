@@ -62,7 +62,13 @@ def make_model(
         from pinnsiren.tuner import tuner_init_
 
         bounds = [tuple(spec.domain[a]) for a in in_axes]
-        tuner_init_(model, bounds, spec.model.tuner.low_band, spec.model.tuner.band_limit, seed)
+        t = spec.model.tuner
+        try:
+            tuner_init_(
+                model, bounds, t.low_band, t.band_limit, seed, period_factor=t.period_factor
+            )
+        except ValueError as exc:
+            raise UserError(f"{spec.name}: model.tuner: {exc}") from None
     return model
 
 

@@ -403,9 +403,16 @@ class InitialSpec(Strict):
 
 # --------------------------------------------------------------------------- model/training
 class TunerSpec(Strict):
+    """TUNER: first-layer frequencies 2πk/p on the integer lattice, |k|∞ ≤ low_band dense plus
+    random k up to band_limit; hidden weights clamped to |W| ≤ bound/ω after every step.
+    The period p is ``period_factor`` × the domain length per axis: 1 makes the network
+    periodic on the domain (the paper's choice), 2 (default) leaves a PDE's box non-periodic.
+    """
+
     low_band: PositiveInt = 4
     band_limit: PositiveInt = 32
     bound: PositiveFloat = 1.0
+    period_factor: PositiveFloat = 2.0
 
 
 class FreshSpec(Strict):
@@ -491,6 +498,8 @@ class ReferenceSpec(Strict):
     dt: PositiveFloat | None = None
     wall: Literal["dirichlet", "neumann", "absorbing"] | None = None
     iterations: PositiveInt = 50
+    tv: NonNegFloat = 0.0
+    multiscale: list[PositiveFloat] = Field(default_factory=list)
 
 
 class OutputSpec(Strict):
