@@ -47,11 +47,14 @@ Engineering
   second-order) and :math:`\bar o` the incoming gradient.  The backward is
   ``once_differentiable``: losses built on a jet can be differentiated once w.r.t. parameters
   (and inputs), which is what training needs.
-* On CPU the batch is processed in chunks so that one stacked ``(R, n, width)`` tensor stays
-  below :data:`DEFAULT_CHUNK_BYTES`.  glibc serves large requests with fresh ``mmap`` pages
-  that are zero-filled by page faults on first touch, on every step; measured on the 2-core
-  dev box, an unchunked 8192-point wave step spent ~1/3 of its time in ~130k page faults,
-  while 8 MiB pieces are recycled from the heap (0 faults).  Results do not depend on it.
+* Large CPU buffers (stacked rows, their gradients) come from a small workspace that recycles
+  them between steps once autograd has released them.  glibc serves large requests with fresh
+  ``mmap`` pages that are zero-filled by page faults on first touch: on the 2-core dev box an
+  8192-point wave step took ~130k page faults (~1/3 of its time) without it, 0 with it.
+  Splitting the batch instead would avoid the faults too, but multiplies the number of kernel
+  launches, each a thread barrier, which costs dearly when the cores are shared.  Without
+  autograd (evaluation on big grids) the batch is split so that one stacked tensor stays below
+  :data:`DEFAULT_CHUNK_BYTES`.
 
 Supported models: :class:`~pinnsiren.nets.Siren`, :class:`~pinnsiren.nets.TanhMLP`,
 :class:`~pinnsiren.nets.ReluPE` (closed-form encoding derivatives).
@@ -61,6 +64,7 @@ from __future__ import annotations
 
 import math
 import operator
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -70,11 +74,12 @@ from torch.autograd.function import FunctionCtx, once_differentiable
 
 from pinnsiren.nets import ReluPE, Siren, TanhMLP
 
-__all__ = ["DEFAULT_CHUNK_BYTES", "DerivativeRequest", "Jet", "jet"]
+__all__ = ["DEFAULT_CHUNK_BYTES", "DerivativeRequest", "Jet", "clear_workspace", "jet"]
 
-#: Default upper bound (bytes) of one stacked ``(R, n, width)`` tensor for CPU inputs; the
-#: batch is split into equal chunks to respect it (see the module notes).
-DEFAULT_CHUNK_BYTES = 8 * 2**20
+#: Default upper bound (bytes) of one stacked ``(R, n, width)`` tensor when autograd is off;
+#: the batch is split into equal chunks to respect it.  With autograd on, the whole graph is
+#: kept anyway and the batch is not split unless asked.
+DEFAULT_CHUNK_BYTES = 64 * 2**20
 
 
 # --------------------------------------------------------------------------------------------
@@ -222,8 +227,6 @@ class _Plan:
 
     ``second_pos``/``lap_pos`` index into ``axes``.  The carried Laplacian row covers only the
     Laplacian axes that are not pure-second rows anyway and have a non-zero weight.
-    ``couple`` lists, for every carried axis position ``i`` that feeds a second-order row,
-    ``(i, row of its pure second derivative or None, its weight in the Laplacian row or None)``.
     """
 
     axes: tuple[int, ...]
@@ -231,7 +234,6 @@ class _Plan:
     second_pos: tuple[int, ...]
     lap_pos: tuple[int, ...]
     lap_w: tuple[float, ...]
-    couple: tuple[tuple[int, int | None, float | None], ...]
 
     @property
     def k(self) -> int:
@@ -253,19 +255,12 @@ class _Plan:
         lap_axes = [a for a in axes if w.get(a, 0.0) != 0.0 and a not in req.second]
         second_pos = tuple(pos[a] for a in req.second)
         lap = {pos[a]: w[a] for a in lap_axes}
-        k = len(axes)
-        couple = []
-        for i in range(k):
-            srow = 1 + k + second_pos.index(i) if i in second_pos else None
-            if srow is not None or i in lap:
-                couple.append((i, srow, lap.get(i)))
         return _Plan(
             axes=axes,
             second=req.second,
             second_pos=second_pos,
             lap_pos=tuple(lap),
             lap_w=tuple(lap.values()),
-            couple=tuple(couple),
         )
 
 
@@ -366,89 +361,180 @@ def _scaled_mul(a: Tensor, b: _Scaled, out: Tensor) -> Tensor:
 
 
 # --------------------------------------------------------------------------------------------
-# Autograd functions for one activation step on stacked rows
+# Autograd functions for one layer step on stacked rows
 # --------------------------------------------------------------------------------------------
 
 
-def _second_rows_forward(
-    out: Tensor, plan: _Plan, d1: _Scaled, d2: _Scaled | None, g: Tensor, q: Tensor
-) -> None:
-    r"""Second-order rows :math:`\sigma' q_r + \sigma''\cdot(g_i^2` or
-    :math:`\sum_i w_i g_i^2)` for stacked (non-constant) first-order rows ``g``."""
-    r0 = 1 + plan.k
-    for j, i in enumerate(plan.second_pos):
-        row = _scaled_mul(q[j], d1, out[r0 + j])
-        if d2 is not None:
-            row.addcmul_(d2[0], torch.square(g[i]), value=d2[1])
-    if plan.has_lap:
-        row = _scaled_mul(q[-1], d1, out[-1])
-        if d2 is not None:
-            (i0, *rest), (w0, *wr) = plan.lap_pos, plan.lap_w
-            acc = torch.square(g[i0])  # Σ_i w_i g_i² = w0 (g_i0² + Σ (w_i/w0) g_i²)
-            for i, w in zip(rest, wr):
-                acc.addcmul_(g[i], g[i], value=w / w0)
-            row.addcmul_(d2[0], acc, value=d2[1] * w0)
+class _Workspace:
+    """Recycles the large CPU buffers of the fused functions between calls.
+
+    glibc hands out fresh, page-faulted memory for every large (> 32 MiB, or after heap
+    trimming) request; ~130k page faults made up about a third of an 8192-point wave step.
+    A buffer is handed out again only when nothing but this pool references its storage
+    (autograd has released what it saved, no gradient or user tensor points into it), which is
+    checked with the storage use count.  Without that count (other torch builds) or off the CPU
+    the pool is bypassed.  :func:`clear_workspace` drops the cached buffers.
+    """
+
+    min_bytes = 1 << 20  # smaller buffers are recycled well by malloc itself
+    max_bytes = 4 << 30  # never cache more than this in total
+    max_per_shape = 16
+
+    def __init__(self) -> None:
+        self._bufs: dict[tuple[tuple[int, ...], torch.dtype], list[tuple[Tensor, int]]] = {}
+        self._lock = threading.Lock()
+        self._count = getattr(torch._C, "_storage_Use_Count", None)
+        self._held = 0
+
+    def _uses(self, t: Tensor) -> int:
+        return int(self._count(t.untyped_storage()._cdata))  # type: ignore[misc]
+
+    def empty(self, shape: tuple[int, ...], like: Tensor) -> Tensor:
+        """An uninitialised tensor of ``shape`` with ``like``'s dtype and device.
+
+        The pool keeps a base tensor and hands out a fresh alias of its storage (a new tensor
+        object, not a view), so every holder — autograd's saved variables included — shows up
+        in the storage use count.
+        """
+        nbytes = math.prod(shape) * like.element_size()
+        if self._count is None or like.device.type != "cpu" or nbytes < self.min_bytes:
+            return like.new_empty(shape)
+        key = (tuple(shape), like.dtype)
+        with self._lock:
+            entries = self._bufs.setdefault(key, [])
+            for base, idle in entries:
+                if self._uses(base) == idle:
+                    return self._alias(base)
+            base = like.new_empty(shape)
+            if len(entries) < self.max_per_shape and self._held + nbytes <= self.max_bytes:
+                entries.append((base, self._uses(base)))
+                self._held += nbytes
+            return self._alias(base)
+
+    @staticmethod
+    def _alias(base: Tensor) -> Tensor:
+        with torch.no_grad():
+            return base.new_empty(0).set_(base.untyped_storage(), 0, base.shape, base.stride())
+
+    def clear(self) -> None:
+        with self._lock:
+            self._bufs.clear()
+            self._held = 0
+
+    def nbytes(self) -> int:
+        """Bytes currently cached."""
+        return self._held
 
 
-class _StackedActJet(torch.autograd.Function):
-    """Activation step on stacked rows ``A = H Wᵀ`` of shape ``(R, N, W)``; the bias is added
-    to the value row only.  Saves ``A`` (and the bias); recomputes σ', σ'', σ''' in backward."""
+_WORKSPACE = _Workspace()
+
+
+def clear_workspace() -> None:
+    """Release the CPU buffers cached between jet calls (they are re-created on demand)."""
+    _WORKSPACE.clear()
+
+
+def _lap_sum(g: Tensor, plan: _Plan) -> tuple[Tensor, float]:
+    r""":math:`\sum_i w_i g_i^2` as ``(acc, scale)`` with the sum ``= scale·acc``."""
+    (i0, *rest), (w0, *wr) = plan.lap_pos, plan.lap_w
+    acc = torch.square(g[i0])
+    for i, w in zip(rest, wr):
+        acc.addcmul_(g[i], g[i], value=w / w0)
+    return acc, w0
+
+
+class _LinearActJet(torch.autograd.Function):
+    r"""One layer on stacked rows: ``A = H Wᵀ`` (one matmul over all ``R·N`` rows), bias on the
+    value row, then the activation jet step.
+
+    Forward rows: :math:`\sigma(p)`, :math:`\sigma' g_i`, :math:`\sigma' q_j + \sigma'' g_j^2`,
+    :math:`\sigma' q_\Delta + \sigma''\sum_i w_i g_i^2`.  Saves ``H``, ``W``, ``b``, ``A`` and
+    :math:`\sum_i w_i g_i^2`; the backward recomputes :math:`\sigma',\sigma'',\sigma'''`.
+    """
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: FunctionCtx, a: Tensor, bias: Tensor | None, act: _Act, plan: _Plan
+        ctx: FunctionCtx,
+        h: Tensor,
+        weight: Tensor,
+        bias: Tensor | None,
+        act: _Act,
+        plan: _Plan,
     ) -> Tensor:
-        out = torch.empty_like(a)
+        rows, n, _ = h.shape
+        shape = (rows, n, weight.shape[0])
+        a = _WORKSPACE.empty(shape, h)
+        torch.mm(h.reshape(rows * n, -1), weight.t(), out=a.view(rows * n, -1))
+        out = _WORKSPACE.empty(shape, h)
         d1, d2 = act.forward(a[0], bias, out[0])
         k = plan.k
         if k:
             _scaled_mul(a[1 : 1 + k], d1, out[1 : 1 + k])
-        if plan.rows > 1 + k:
-            _second_rows_forward(out, plan, d1, d2, a[1 : 1 + k], a[1 + k :])
-        ctx.save_for_backward(a, bias)
-        ctx.act, ctx.plan = act, plan  # type: ignore[attr-defined]
+        lapsq, lap_scale = None, 1.0
+        r0 = 1 + k
+        g, q = a[1 : 1 + k], a[r0:]
+        for j, i in enumerate(plan.second_pos):
+            row = _scaled_mul(q[j], d1, out[r0 + j])
+            if d2 is not None:
+                row.addcmul_(d2[0], torch.square(g[i]), value=d2[1])
+        if plan.has_lap:
+            row = _scaled_mul(q[-1], d1, out[-1])
+            if d2 is not None:
+                lapsq, lap_scale = _lap_sum(g, plan)
+                row.addcmul_(d2[0], lapsq, value=d2[1] * lap_scale)
+        ctx.save_for_backward(h, weight, bias, a, lapsq)
+        ctx.act, ctx.plan, ctx.lap_scale = act, plan, lap_scale  # type: ignore[attr-defined]
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        a, bias = ctx.saved_tensors  # type: ignore[attr-defined]
+        h, weight, bias, a, lapsq = ctx.saved_tensors  # type: ignore[attr-defined]
         act: _Act = ctx.act  # type: ignore[attr-defined]
         plan: _Plan = ctx.plan  # type: ignore[attr-defined]
+        need_h, need_w, need_b = ctx.needs_input_grad[:3]  # type: ignore[attr-defined]
         (t1, s1), d2, d3 = act.derivatives(a[0], bias)
-        rows = plan.rows
-        da = torch.empty_like(a)
-        dp = _scaled_mul(grad[0], (t1, s1), da[0])
-        if rows > 1:
-            _scaled_mul(grad[1:], (t1, s1), da[1:])  # σ' ō_r for every derivative row
+        rows, k = plan.rows, plan.k
+        da = _WORKSPACE.empty(tuple(a.shape), a)
+        _scaled_mul(grad, (t1, s1), da)  # σ' ō_r for every row (value row: σ' ō_0)
+        dp = da[0]
         if rows > 1 and d2 is not None:
             t2, s2 = d2
-            b2 = torch.mul(a[1], grad[1])  # Σ_{r≥1} a_r ō_r
-            for r in range(2, rows):
-                b2.addcmul_(a[r], grad[r])
-            dp.addcmul_(t2, b2, value=s2)
-            del b2
-            b3, b3_scale = None, 1.0  # Σ_i g_i² T_i = b3_scale · b3
-            for i, srow, w in plan.couple:
-                g = a[1 + i]
-                if srow is not None and w is not None:
-                    t, scale = torch.add(grad[srow], grad[-1], alpha=w), 1.0
-                elif srow is not None:
-                    t, scale = grad[srow], 1.0
-                else:
-                    t, scale = grad[-1], float(w)  # type: ignore[arg-type]
-                u = torch.mul(g, t)  # g_i T_i / scale
-                da[1 + i].addcmul_(t2, u, value=2.0 * s2 * scale)
+            # value row: σ'' Σ_{r≥1} a_r ō_r  (+ σ''' Σ_i g_i² T_i below)
+            prod = _WORKSPACE.empty((rows - 1, *dp.shape), a)
+            torch.mul(a[1:], grad[1:], out=prod)
+            dp.addcmul_(t2, prod.sum(0), value=s2)
+            del prod
+            # first-order rows: 2 σ'' g_i T_i,  T_i = ō_{s_i} + w_i ō_Δ
+            b3: Tensor | None = None
+            for j, i in enumerate(plan.second_pos):
+                o_s, g = grad[1 + k + j], a[1 + i]
+                da[1 + i].addcmul_(torch.mul(t2, o_s), g, value=2.0 * s2)
+                u = torch.mul(g, o_s)
+                b3 = u.mul_(g) if b3 is None else b3.addcmul_(u, g)
+            if plan.has_lap:
+                o_l = grad[-1]
+                m = torch.mul(t2, o_l)
+                for i, w in zip(plan.lap_pos, plan.lap_w):
+                    da[1 + i].addcmul_(m, a[1 + i], value=2.0 * s2 * w)
+                del m
                 if b3 is None:
-                    b3, b3_scale = u.mul_(g), scale
+                    b3 = torch.mul(lapsq, o_l).mul_(ctx.lap_scale)  # type: ignore[attr-defined]
                 else:
-                    b3.addcmul_(u, g, value=scale / b3_scale)
+                    b3.addcmul_(lapsq, o_l, value=ctx.lap_scale)  # type: ignore[attr-defined]
             if b3 is not None and d3 is not None:
-                dp.addcmul_(d3[0], b3, value=d3[1] * b3_scale)
-        dbias = None
-        if bias is not None and ctx.needs_input_grad[1]:  # type: ignore[attr-defined]
+                dp.addcmul_(d3[0], b3, value=d3[1])
+        r_n = rows * a.shape[1]
+        da2 = da.view(r_n, -1)
+        dh = dw = dbias = None
+        if need_h:
+            dh = _WORKSPACE.empty(tuple(h.shape), h)
+            torch.mm(da2, weight, out=dh.view(r_n, -1))
+        if need_w:
+            dw = torch.mm(da2.t(), h.reshape(r_n, -1))
+        if need_b and bias is not None:
             dbias = dp.sum(0)
-        return da, dbias, None, None
+        return dh, dw, dbias, None, None
 
 
 class _FirstActJet(torch.autograd.Function):
@@ -459,7 +545,7 @@ class _FirstActJet(torch.autograd.Function):
     def forward(  # type: ignore[override]
         ctx: FunctionCtx, p: Tensor, c: Tensor, act: _Act, plan: _Plan
     ) -> Tensor:
-        out = p.new_empty((plan.rows, *p.shape))
+        out = _WORKSPACE.empty((plan.rows, *p.shape), p)
         d1, d2 = act.forward(p, None, out[0])
         k = plan.k
         _scaled_mul(c.unsqueeze(1), d1, out[1 : 1 + k])
@@ -486,9 +572,7 @@ class _FirstActJet(torch.autograd.Function):
         (t1, s1), d2, d3 = act.derivatives(p, None)
         k = plan.k
         dp = _scaled_mul(grad[0], (t1, s1), torch.empty_like(p))
-        dc = torch.empty_like(c)
-        for i in range(k):  # Σ_n σ' ō_{g_i}
-            dc[i] = torch.mul(grad[1 + i], t1).sum(0).mul_(s1)
+        dc = torch.mul(grad[1 : 1 + k], t1).sum(1).mul_(s1)  # Σ_n σ' ō_{g_i}
         if d2 is not None:
             t2, s2 = d2
             b2 = torch.mul(grad[1], c[0])  # Σ_i c_i ō_{g_i}
@@ -496,17 +580,21 @@ class _FirstActJet(torch.autograd.Function):
                 b2.addcmul_(grad[1 + i], c[i])
             dp.addcmul_(t2, b2, value=s2)
             del b2
-            b3 = None  # Σ_i c_i² T_i
-            for i, srow, w in plan.couple:
-                if srow is not None and w is not None:
-                    t = torch.add(grad[srow], grad[-1], alpha=w)
-                elif srow is not None:
-                    t = grad[srow]
-                else:
-                    t = grad[-1] * w
-                dc[i].addcmul_(torch.mul(t, t2).sum(0), c[i], value=2.0 * s2)
+            # second-order rows: dc_i += 2 σ'' c_i Σ_n T_i,  dp += σ''' c_i² T_i
+            b3: Tensor | None = None
+            for j, i in enumerate(plan.second_pos):
+                o_s = grad[1 + k + j]
+                dc[i].addcmul_(torch.mul(t2, o_s).sum(0), c[i], value=2.0 * s2)
                 cc = c[i] * c[i]
-                b3 = t * cc if b3 is None else b3.addcmul_(t, cc)
+                b3 = o_s * cc if b3 is None else b3.addcmul_(o_s, cc)
+            if plan.has_lap:
+                o_l = grad[-1]
+                m = torch.mul(t2, o_l).sum(0)
+                v = torch.zeros_like(c[0])
+                for i, w in zip(plan.lap_pos, plan.lap_w):
+                    dc[i].addcmul_(m, c[i], value=2.0 * s2 * w)
+                    v.addcmul_(c[i], c[i], value=w)
+                b3 = o_l * v if b3 is None else b3.addcmul_(o_l, v)
             if b3 is not None and d3 is not None:
                 dp.addcmul_(d3[0], b3, value=d3[1])
         return dp, dc, None, None
@@ -601,18 +689,18 @@ def _encoding_rows(model: ReluPE, x: Tensor, plan: _Plan) -> Tensor:
     return torch.stack(rows, 0)
 
 
-def _stacked_act(h: Tensor, bias: Tensor | None, act: _Act, plan: _Plan, fused: bool) -> Tensor:
+def _layer(h: Tensor, layer: nn.Linear, act: _Act, plan: _Plan, fused: bool) -> Tensor:
+    """Linear layer + activation on stacked rows."""
     if fused:
-        return _StackedActJet.apply(h, bias, act, plan)
-    return _act_rows_functional(h, bias, None, act, plan)
+        return _LinearActJet.apply(h, layer.weight, layer.bias, act, plan)
+    return _act_rows_functional(_stacked_linear(h, layer), layer.bias, None, act, plan)
 
 
 def _rows(model: nn.Module, x: Tensor, plan: _Plan, fused: bool) -> Tensor:
     """Propagate the stacked rows through ``model``; returns ``(R, N, out_features)``."""
     if isinstance(model, ReluPE):
         act = _Act("relu")
-        enc = _stacked_linear(_encoding_rows(model, x, plan), model.first)
-        h = _stacked_act(enc, model.first.bias, act, plan, fused)
+        h = _layer(_encoding_rows(model, x, plan), model.first, act, plan, fused)
     else:
         if isinstance(model, Siren):
             act0, act = _Act("sine", model.omega_0), _Act("sine", model.hidden_omega)
@@ -627,11 +715,11 @@ def _rows(model: nn.Module, x: Tensor, plan: _Plan, fused: bool) -> Tensor:
         else:
             h = _act_rows_functional(p, None, c, act0, plan)
     for layer in model.hidden:
-        h = _stacked_act(_stacked_linear(h, layer), layer.bias, act, plan, fused)
+        h = _layer(h, layer, act, plan, fused)
     last = model.last
-    y = _stacked_linear(h, last)
     if isinstance(model, Siren) and not model.outermost_linear:
-        return _stacked_act(y, last.bias, act, plan, fused)
+        return _layer(h, last, act, plan, fused)
+    y = _stacked_linear(h, last)
     return torch.cat([(y[0] + last.bias).unsqueeze(0), y[1:]], 0)
 
 
@@ -674,9 +762,8 @@ def jet(
         x: points, shape ``(N, in_features)``, same dtype/device as the model.
         request: the derivatives wanted.
         chunk_bytes: split the batch so that one stacked ``(R, n, width)`` tensor stays below
-            this many bytes; ``None`` (default): :data:`DEFAULT_CHUNK_BYTES` for CPU tensors and
-            no split on accelerators (their caching allocators recycle memory); ``0``: no
-            split.  Results do not depend on it.
+            this many bytes; ``None`` (default): :data:`DEFAULT_CHUNK_BYTES` when gradients are
+            disabled, no split otherwise; ``0``: no split.  Results do not depend on it.
         engine: ``"fused"`` (custom autograd functions, the eager default), ``"functional"``
             (plain differentiable ops; what :func:`torch.compile` should see) or ``"auto"``
             (functional while being traced by ``torch.compile``, fused otherwise).
@@ -708,7 +795,7 @@ def jet(
     n = x.shape[0]
     chunk = n
     if chunk_bytes is None:
-        chunk_bytes = DEFAULT_CHUNK_BYTES if x.device.type == "cpu" else 0
+        chunk_bytes = 0 if torch.is_grad_enabled() else DEFAULT_CHUNK_BYTES
     if chunk_bytes:
         width = max(layer.out_features for layer in [net.first, *net.hidden])
         per_point = plan.rows * width * x.element_size()

@@ -57,6 +57,10 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
 
 
+class _LineSearchFailed(RuntimeError):
+    """A non-finite loss at an L-BFGS trial point (parameters already restored)."""
+
+
 class TrainingInterrupted(RuntimeError):
     """Ctrl-C during training; a checkpoint was saved."""
 
@@ -250,7 +254,18 @@ class Trainer:
                     pending = None
                 fixed = self._sample(self.state.global_step) if phase.optimizer == "lbfgs" else None
                 while self.state.step_in_phase < phase.steps:
-                    last = self._step(phase, fixed)
+                    try:
+                        last = self._step(phase, fixed)
+                    except _LineSearchFailed:
+                        # an L-BFGS trial point overflowed: keep the last good parameters and
+                        # end the phase (the loss itself had not diverged)
+                        bar.write(
+                            f"L-BFGS line search hit a non-finite loss at step "
+                            f"{self.state.global_step}; parameters restored, phase ended"
+                        )
+                        bar.update(phase.steps - self.state.step_in_phase)
+                        self.state.step_in_phase = phase.steps
+                        break
                     self.state.step_in_phase += 1
                     self.state.global_step += 1
                     self.state.elapsed = time.perf_counter() - start
@@ -302,7 +317,17 @@ class Trainer:
             and len(self.terms) > 1
         ):
             self._rebalance(self._losses(batches))
-        self.optimizer.step(closure)
+        if phase.optimizer == "lbfgs":
+            saved = [p.detach().clone() for p in self._params()]
+            try:
+                self.optimizer.step(closure)
+            except TrainingDiverged as exc:
+                with torch.no_grad():
+                    for p, value in zip(self._params(), saved):
+                        p.copy_(value)
+                raise _LineSearchFailed(str(exc)) from None
+        else:
+            self.optimizer.step(closure)
         if self.after_step is not None:
             self.after_step(self.model)
         row = {"step": float(step), "phase": float(self.state.phase), "lr": lr}

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
+from pinnsiren import jets
 from pinnsiren.jets import DerivativeRequest, Jet, jet
 from pinnsiren.nets import ReluPE, Siren, TanhMLP, build_model
 
@@ -308,3 +309,38 @@ def test_request_normalisation_and_merge() -> None:
 def test_supported_classes() -> None:
     for cls in (Siren, TanhMLP, ReluPE):
         assert issubclass(cls, nn.Module)
+
+
+# --------------------------------------------------------------------------------------------
+# workspace (recycled CPU buffers)
+# --------------------------------------------------------------------------------------------
+
+
+def test_workspace_recycles_but_never_hands_out_live_buffers() -> None:
+    """Buffers are large enough to be pooled here (> 1 MiB); two graphs alive at once, a
+    retained graph and repeated steps must all give the nested-autograd answers."""
+    jets.clear_workspace()
+    torch.manual_seed(3)
+    model = Siren(2, 1, width=48, depth=2).double()
+    req = DerivativeRequest(gradient=(0,), laplacian=(0, 1), laplacian_weights=(1.0, -2.0))
+    x1, x2 = points(700, 2, 5), points(700, 2, 6)
+    assert req.rows() * 700 * 48 * 8 > jets._Workspace.min_bytes
+    params = list(model.parameters())
+
+    def grads(j1: Jet, j2: Jet) -> tuple[Tensor, ...]:
+        return torch.autograd.grad(loss_of(j1) + 2.0 * loss_of(j2), params, retain_graph=True)
+
+    ref = grads(nested(model, x1, req), nested(model, x2, req))
+    held = []
+    for _ in range(3):
+        j1, j2 = jet(model, x1, req), jet(model, x2, req)  # both graphs alive together
+        for a, b in zip(quantities(j1).values(), quantities(nested(model, x1, req)).values()):
+            assert rel(a, b) < TOL
+        first, again = grads(j1, j2), grads(j1, j2)  # second pass uses the retained graph
+        for a, b, c in zip(first, again, ref):
+            assert rel(a, c) < TOL and rel(b, c) < TOL
+        del j1, j2
+        held.append(jets._WORKSPACE.nbytes())
+    assert held[0] > 0 and held[0] == held[1] == held[2]  # recycled, not re-allocated
+    jets.clear_workspace()
+    assert jets._WORKSPACE.nbytes() == 0
