@@ -21,15 +21,24 @@ Problems (256-wide, 3-hidden-layer SIREN, float32, CPU by default):
 
 Methods: ``fit`` (value-only step, the cost unit), ``jet`` (ours), ``autograd`` (nested
 ``torch.autograd.grad``), ``func`` (``torch.func``: ``vmap`` of ``jacfwd(jacrev)`` =
-``hessian``, plus the gradient as aux), optionally ``func_rr`` (``jacrev(jacrev)``) and
-``jet_compiled`` (``torch.compile`` of the jet step, falls back to nothing if it fails).
+``hessian``, with gradient and value as aux), ``func_rr`` (the same with ``jacrev(jacrev)``)
+and, with ``--compile``, ``jet_compiled`` (``torch.compile`` of the jet step; reported as
+failed and skipped if compilation fails).
 
 Timing: methods are interleaved round by round (so machine noise hits all of them alike);
-median and minimum wall-clock times over ``--repeats`` rounds after ``--warmup`` rounds.
-Memory, two honest proxies: *saved* = bytes of distinct storages the autograd graph saves for
-backward during the step (exact, via ``saved_tensors_hooks``); *peak RSS Δ* = growth of the
-process's peak resident set during the first step in a fresh subprocess (includes one-off
-allocator/library overhead; compare with the ``fit`` row).
+median and minimum wall-clock times over ``--repeats`` rounds after ``--warmup`` rounds.  On
+shared cores the ratios move with the load: every kernel is a two-thread barrier, so methods
+that launch many kernels (nested autograd, ~800 per wave step vs ~150 for the jet) lose most
+when another process competes; compare ``min`` columns for the quiet-machine picture.
+Memory, two proxies, both measured rather than estimated: *saved* = bytes of distinct storages
+autograd saves for backward during one step (via ``saved_tensors_hooks``; ``nan`` for
+``torch.func``, whose transforms refuse such hooks); *peak RSS Δ* = in a fresh subprocess,
+after warming the method up on 64 points, the growth of the peak resident set
+(``VmHWM``, reset through ``/proc/self/clear_refs``) over one full step — includes allocator
+slack and, for ``jet``, its recycled-buffer workspace.
+
+The jet step cannot drop much below ``R`` value-only steps (``R`` stacked rows through one
+matmul per layer forward and two backward); the ``÷fit`` column shows how close it gets.
 """
 
 from __future__ import annotations
@@ -383,9 +392,7 @@ def run_problem(args: argparse.Namespace, problem: str) -> float:
     )
     agree = check_agreement(problem, model, x)
     print(f"  jet vs autograd residual, max rel diff (float32): {agree:.1e}")
-    methods = ["fit", "jet", "autograd"] + ([] if args.no_func else ["func"])
-    if args.func_rr:
-        methods.append("func_rr")
+    methods = ["fit", "jet", "autograd"] + ([] if args.no_func else ["func", "func_rr"])
     steps = make_steps(problem, model, x, methods, args.compile)
     names = list(steps)
     times: dict[str, list[float]] = {m: [] for m in names}
@@ -422,8 +429,9 @@ def run_problem(args: argparse.Namespace, problem: str) -> float:
         f"  jet step = {ratio:.2f}x the value-only fit step (floor ≈ R = {rows} rows; "
         f"d+2 = {d + 2})"
     )
-    if "func" in med:
-        print(f"  jet vs torch.func: {med['func'] / med['jet']:.2f}x")
+    for m in ("func", "func_rr"):
+        if m in med:
+            print(f"  jet vs torch.func ({m}): {med[m] / med['jet']:.2f}x")
     return med["autograd"] / med["jet"]
 
 
@@ -437,8 +445,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--problems", default="wave,helmholtz_pml")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile(jet)")
-    parser.add_argument("--no-func", action="store_true", help="skip the torch.func baseline")
-    parser.add_argument("--func-rr", action="store_true", help="also time jacrev(jacrev)")
+    parser.add_argument("--no-func", action="store_true", help="skip the torch.func baselines")
     parser.add_argument("--no-memory", action="store_true", help="skip memory measurements")
     parser.add_argument("--no-rss", action="store_true", help="skip the subprocess RSS probes")
     parser.add_argument("--probe", help=argparse.SUPPRESS)

@@ -56,7 +56,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     base = [
-        "training.phases=[{optimizer: adam, steps: %d, lr: 1.0e-4}]" % args.steps,
+        f"training.phases=[{{optimizer: adam, steps: {args.steps}, lr: 1.0e-4}}]",
         f"model.width={args.width}",
         "output.plots=false",
     ]

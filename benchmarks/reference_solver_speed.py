@@ -2,8 +2,8 @@
 
 Usage::
 
-    python benchmarks/reference_solvers.py                 # 512^2 and 1024^2, all backends
-    python benchmarks/reference_solvers.py --sizes 256 512 --baseline-all
+    python benchmarks/reference_solver_speed.py                 # 512^2 and 1024^2, all backends
+    python benchmarks/reference_solver_speed.py --sizes 256 512 --baseline-all
 
 Each case (grid size x velocity model x backend) runs in its own subprocess, so the reported
 peak memory is that process's own ``ru_maxrss`` (native allocations included; the Python +
