@@ -63,9 +63,15 @@ def make_model(
 
         bounds = [tuple(spec.domain[a]) for a in in_axes]
         t = spec.model.tuner
+        low = t.low_band
+        if low == "auto":  # the largest lattice band filling at most half the width
+            d = len(in_axes)
+            low = 1
+            while ((2 * low + 3) ** d - 1) // 2 <= spec.model.width // 2:
+                low += 1
         try:
             tuner_init_(
-                model, bounds, t.low_band, t.band_limit, seed, period_factor=t.period_factor
+                model, bounds, low, max(t.band_limit, low), seed, period_factor=t.period_factor
             )
         except ValueError as exc:
             raise UserError(f"{spec.name}: model.tuner: {exc}") from None

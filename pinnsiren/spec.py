@@ -405,11 +405,13 @@ class InitialSpec(Strict):
 class TunerSpec(Strict):
     """TUNER: first-layer frequencies 2πk/p on the integer lattice, |k|∞ ≤ low_band dense plus
     random k up to band_limit; hidden weights clamped to |W| ≤ bound/ω after every step.
-    The period p is ``period_factor`` × the domain length per axis: 1 makes the network
+    ``low_band: auto`` takes the largest b whose ((2b+1)^d − 1)/2 lattice vectors fill at most
+    half the width (the rest is high band). The period p is ``period_factor`` × the domain
+    length per axis: 1 makes the network
     periodic on the domain (the paper's choice), 2 (default) leaves a PDE's box non-periodic.
     """
 
-    low_band: PositiveInt = 4
+    low_band: PositiveInt | Literal["auto"] = "auto"
     band_limit: PositiveInt = 32
     bound: PositiveFloat = 1.0
     period_factor: PositiveFloat = 2.0
