@@ -62,9 +62,10 @@ def fresh_target(spec: ProblemSpec, in_axes: tuple[str, ...]) -> tuple[np.ndarra
     elif spec.kind == "fit":
         from pinnsiren.pdes.fit import load_fit_signal
 
-        target, grid = load_fit_signal(spec)
-        mesh = dict(zip(grid, np.meshgrid(*grid.values(), indexing="ij")))
-        shape = target.shape[:2]
+        signal = load_fit_signal(spec)
+        target = signal.values
+        mesh = dict(zip(("x", "y"), np.meshgrid(signal.x, signal.y, indexing="ij")))
+        shape = signal.shape
     else:  # pragma: no cover - the schema knows no other kinds
         raise UserError(f"{spec.name}: no FreSh target for {spec.kind}")
     coords = np.stack([np.broadcast_to(mesh[a], shape) for a in in_axes], axis=-1)

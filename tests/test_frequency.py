@@ -192,3 +192,21 @@ def test_select_rejects_mismatched_target() -> None:
         select_omega_0(np.zeros(10), coords, siren_factory, omegas=[30.0])
     with pytest.raises(ValueError):
         select_omega_0(np.ones((8, 8)), coords, siren_factory, omegas=[30.0])
+
+
+def test_tune_runs_on_every_kind_of_shipped_problem():
+    """FreSh finds a target for wave, Helmholtz, Poisson and fit problems (tiny settings)."""
+    from pinnsiren.autofreq import fresh_for_problem
+    from pinnsiren.geometry import make_generator
+    from pinnsiren.pdes import compile_problem
+    from pinnsiren.spec import load_problem
+    from tests.conftest import PROBLEMS
+
+    small = ["model.width=16", "model.fresh.grid=32", "model.fresh.inits=1",
+             "model.fresh.omegas=[10.0, 60.0]"]
+    for name in ("wave_gaussian", "helmholtz_uniform", "poisson_manufactured", "fit_image"):
+        extra = ["pde.signal.size=32"] if name == "fit_image" else []
+        spec = load_problem(PROBLEMS / f"{name}.yaml", small + extra)
+        compiled = compile_problem(spec, make_generator(0))
+        result, seconds = fresh_for_problem(spec, compiled.in_axes, compiled.out_features)
+        assert result.omega_0 in (10.0, 60.0) and seconds >= 0, name
