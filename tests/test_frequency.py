@@ -202,8 +202,12 @@ def test_tune_runs_on_every_kind_of_shipped_problem():
     from pinnsiren.spec import load_problem
     from tests.conftest import PROBLEMS
 
-    small = ["model.width=16", "model.fresh.grid=32", "model.fresh.inits=1",
-             "model.fresh.omegas=[10.0, 60.0]"]
+    small = [
+        "model.width=16",
+        "model.fresh.grid=32",
+        "model.fresh.inits=1",
+        "model.fresh.omegas=[10.0, 60.0]",
+    ]
     for name in ("wave_gaussian", "helmholtz_uniform", "poisson_manufactured", "fit_image"):
         extra = ["pde.signal.size=32"] if name == "fit_image" else []
         spec = load_problem(PROBLEMS / f"{name}.yaml", small + extra)
