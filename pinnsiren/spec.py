@@ -185,7 +185,7 @@ def _data_file(value: Any, info: ValidationInfo) -> Any:
     if not path.is_absolute():
         path = Path((info.context or {}).get("base_dir", ".")) / path
     if not path.is_file():
-        raise PydanticCustomError("data_file", "data file {path!r} not found", {"path": str(path)})
+        raise PydanticCustomError("data_file", "data file '{path}' not found", {"path": str(path)})
     return str(path.resolve())
 
 
