@@ -114,7 +114,7 @@ def compare_run(run_dir: Path, reference_path: Path | None = None, *, plots: boo
     ``RUN_DIR/reference.h5`` when it was computed for the same resolved problem, else
     computed now and saved there.
     """
-    from pinnsiren.io import read_grid_data, write_text
+    from pinnsiren.io import read_grid_data
     from pinnsiren.spec import load_problem
 
     run_dir = Path(run_dir)
@@ -137,12 +137,7 @@ def compare_run(run_dir: Path, reference_path: Path | None = None, *, plots: boo
     else:
         metrics = compare_fields(spec, solution, reference)
     metrics["reference_seconds"] = reference.attrs.get("seconds")
-    run_info = run_dir / "run.json"
-    if run_info.is_file():
-        info = json.loads(run_info.read_text())
-        metrics["train_seconds"] = info.get("train_seconds")
-        metrics["steps"] = info.get("steps")
-    write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2, default=float))
+    write_metrics(run_dir, metrics)
     if plots and spec.is_inversion:
         from pinnsiren import plots as figures
 
@@ -204,3 +199,15 @@ def score_solution(spec: ProblemSpec, solution: GridData, run_dir: Path) -> dict
         return {k: fm[k] for k in ("rel_l2", "max_abs_error", "psnr")}
     metrics = compare_fields(spec, solution, reference_for_run(spec, run_dir))
     return {k: metrics[k] for k in ("rel_l2", "max_abs_error")}
+
+
+def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
+    """Add the run's steps and training time (from run.json) and write metrics.json."""
+    from pinnsiren.io import write_text
+
+    run_info = run_dir / "run.json"
+    if run_info.is_file():
+        info = json.loads(run_info.read_text())
+        metrics["train_seconds"] = info.get("train_seconds")
+        metrics["steps"] = info.get("steps")
+    write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2, default=float))

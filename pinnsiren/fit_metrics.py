@@ -44,7 +44,6 @@ inpainting run the mask outline.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -191,7 +190,7 @@ def compare_fit_run(
     run_dir: Path, spec: ProblemSpec, reference_path: Path | None = None, *, plots: bool = True
 ) -> dict[str, Any]:
     """``compare`` of a fit run: metrics.json and comparison.png from ``solution.h5`` alone."""
-    from pinnsiren.io import read_grid_data, write_text
+    from pinnsiren.io import read_grid_data
 
     if reference_path is not None:
         raise UserError(
@@ -213,12 +212,9 @@ def compare_fit_run(
         "grid": [len(x), len(y)],
     }
     metrics.update(fit_metrics(f["u"], f["target"], x, y, gauge=gauge, mask=mask, network=network))
-    run_info = run_dir / "run.json"
-    if run_info.is_file():
-        info = json.loads(run_info.read_text())
-        metrics["train_seconds"] = info.get("train_seconds")
-        metrics["steps"] = info.get("steps")
-    write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2, default=float))
+    from pinnsiren.compare import write_metrics
+
+    write_metrics(run_dir, metrics)
     if plots:
         fixed, _ = apply_gauge(f["u"], f["target"], x, y, gauge, mask)
         title = f"{spec.name}: PSNR {metrics['psnr']:.2f} dB (gauge {gauge})"
