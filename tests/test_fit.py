@@ -236,6 +236,7 @@ def test_box_hole_and_derivative_stencils():
     assert not st[3, 5] and st[2, 5]  # next to the hole excluded, two away kept
     cp = _compile(
         "poisson_image_gradient.yaml",
+        "pde.derivatives=sobel",  # stencil targets: masks need them
         "pde.mask.box=[[-0.5, 0.5], [-0.5, 0.5]]",
         "sampling.points.gradient=100000",
     )
