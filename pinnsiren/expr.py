@@ -42,14 +42,15 @@ class ExpressionError(ValueError):
     """A malformed or disallowed expression; the message is one line."""
 
 
-def _is_torch(value: Any) -> bool:
+def is_torch(value: Any) -> bool:
+    """True for a torch tensor (checked without importing torch)."""
     return type(value).__module__.startswith("torch")
 
 
 def _backend(*values: Any) -> Any:
     """Return the array namespace (numpy or torch) that the operands call for."""
     for v in values:
-        if _is_torch(v):
+        if is_torch(v):
             import torch
 
             return torch
@@ -73,10 +74,10 @@ def _apply2(name: str, a: Any, b: Any) -> Any:
 
 
 def _as_tensors(torch: Any, *values: Any) -> list[Any]:
-    ref = next(v for v in values if _is_torch(v))
+    ref = next(v for v in values if is_torch(v))
     out = []
     for v in values:
-        if _is_torch(v):
+        if is_torch(v):
             out.append(v)
         else:
             out.append(torch.as_tensor(v, dtype=ref.dtype, device=ref.device))
@@ -87,13 +88,13 @@ def _where(cond: Any, a: Any, b: Any) -> Any:
     xp = _backend(cond, a, b)
     if xp is np:
         return np.where(cond, a, b)
-    floats = [v for v in (a, b) if _is_torch(v) and v.is_floating_point()]
+    floats = [v for v in (a, b) if is_torch(v) and v.is_floating_point()]
     # two plain numbers: keep them exact in float64; the caller casts the final result
     dtype = floats[0].dtype if floats else xp.float64
-    device = next(v.device for v in (cond, a, b) if _is_torch(v))
-    cond = cond if _is_torch(cond) else xp.as_tensor(cond, device=device)
-    a = a if _is_torch(a) else xp.as_tensor(a, dtype=dtype, device=device)
-    b = b if _is_torch(b) else xp.as_tensor(b, dtype=dtype, device=device)
+    device = next(v.device for v in (cond, a, b) if is_torch(v))
+    cond = cond if is_torch(cond) else xp.as_tensor(cond, device=device)
+    a = a if is_torch(a) else xp.as_tensor(a, dtype=dtype, device=device)
+    b = b if is_torch(b) else xp.as_tensor(b, dtype=dtype, device=device)
     return xp.where(cond, a, b)
 
 

@@ -33,16 +33,13 @@ from typing import Any
 import numpy as np
 
 from pinnsiren.expr import Expression, ExpressionError
+from pinnsiren.expr import is_torch as _is_torch
 
 SPATIAL_AXES = ("x", "y", "z")
 
 
 class FieldError(ValueError):
     """A field definition that cannot be used; one-line message."""
-
-
-def _is_torch(value: Any) -> bool:
-    return type(value).__module__.startswith("torch")
 
 
 def _like(template: Any, values: Any) -> Any:
@@ -88,9 +85,6 @@ class Field(ABC):
         if missing:
             raise FieldError(f"field needs axes {missing} that the problem does not have")
         return _like(_reference(coords), self._evaluate(coords))
-
-    def max_value(self, coords: Mapping[str, Any]) -> float:
-        return float(np.max(np.asarray(self(coords))))
 
     def is_constant(self) -> bool:
         return not self.names

@@ -122,7 +122,6 @@ class Trainer:
         balancing_every: int = 100,
         after_step: Callable[[nn.Module], None] | None = None,
         progress: bool = True,
-        extra_state: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.model = model
         self.terms = list(terms)
@@ -137,7 +136,6 @@ class Trainer:
         self.progress = progress
         self.state = TrainerState(balance={t.name: 1.0 for t in self.terms})
         self.optimizer: torch.optim.Optimizer | None = None
-        self.extra_state = extra_state
 
     # ------------------------------------------------------------------ optimizers
     def _params(self) -> list[Tensor]:
@@ -201,7 +199,6 @@ class Trainer:
             "optimizer": self.optimizer.state_dict() if self.optimizer else None,
             "state": self.state.__dict__,
             "generator": self.generator.get_state() if self.generator is not None else None,
-            "extra": self.extra_state() if self.extra_state else None,
         }
         with atomic_path(self.checkpoint_path) as tmp:
             torch.save(payload, tmp)

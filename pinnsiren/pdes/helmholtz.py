@@ -92,13 +92,26 @@ HELMHOLTZ_REQUEST = DerivativeRequest(gradient=(0, 1), second=(0, 1))
 
 
 def helmholtz_batch(
-    points: Tensor, spec: ProblemSpec, omega: float, slowness2: np.ndarray | None, sources
+    points: Tensor,
+    spec: ProblemSpec,
+    omega: float,
+    slowness2: np.ndarray | None,
+    sources,
+    *,
+    separate: bool = False,
 ) -> Batch:
-    """Points plus the operator's coefficients at them (float64, CPU)."""
+    """Points plus the operator's coefficients at them (float64, CPU).
+
+    ``Cf`` is C·Σ_s f_s as one pair (N, 2), or with ``separate`` C·f_s for every source
+    (N, 2·S), one experiment per source as in an inversion.
+    """
     x, y = points[:, 0].numpy(), points[:, 1].numpy()
     co = pml_coefficients(x, y, spec, omega)
     batch = {"x": points, **{k: pairs(v) for k, v in co.items()}}
-    batch["Cf"] = pairs(co["C"] * source_density(x, y, sources))
+    if separate:
+        batch["Cf"] = torch.cat([pairs(co["C"] * source_density(x, y, [s])) for s in sources], 1)
+    else:
+        batch["Cf"] = pairs(co["C"] * source_density(x, y, sources))
     if slowness2 is not None:
         batch["Ck2"] = pairs(co["C"] * omega**2 * slowness2)
     return batch

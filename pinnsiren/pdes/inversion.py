@@ -43,7 +43,7 @@ from pinnsiren.pdes.base import (
     grid_points,
     predict,
 )
-from pinnsiren.pdes.helmholtz import helmholtz_residual, pairs, pml_coefficients, source_density
+from pinnsiren.pdes.helmholtz import helmholtz_batch, helmholtz_residual
 from pinnsiren.receivers import ReceiverData, enclosed_region, receiver_data
 from pinnsiren.spec import HelmholtzPDE, ProblemSpec, UnknownVelocity
 
@@ -144,15 +144,6 @@ def initial_mean(spec: ProblemSpec) -> float:
     return float(np.mean(vel.initial({"x": X, "y": Y})))
 
 
-def per_source_batch(points: Tensor, spec: ProblemSpec, sources) -> Batch:
-    """Points, the PML coefficients and C·f_s of every source, as real pairs."""
-    x, y = points[:, 0].numpy(), points[:, 1].numpy()
-    co = pml_coefficients(x, y, spec, spec.pde.omega)
-    batch = {"x": points, **{k: pairs(v) for k, v in co.items()}}
-    batch["Cf"] = torch.cat([pairs(co["C"] * source_density(x, y, [s])) for s in sources], dim=1)
-    return batch
-
-
 def compile_inversion(spec: ProblemSpec, gen: torch.Generator) -> CompiledProblem:
     pde = spec.pde
     assert isinstance(pde, HelmholtzPDE)
@@ -168,12 +159,12 @@ def compile_inversion(spec: ProblemSpec, gen: torch.Generator) -> CompiledProble
     model = build_inversion_model(spec, n_src, spec.training.seed)
 
     def sample_residual(step: int) -> Batch:
-        return per_source_batch(box.uniform(n_res, gen), spec, sources)
+        return helmholtz_batch(box.uniform(n_res, gen), spec, omega, None, sources, separate=True)
 
     def sample_source(step: int) -> Batch:
         per = max(1, n_near // n_src)
         pts = [gaussian_points(per, s.position, 2 * s.sigma, gen, box) for s in sources]
-        return per_source_batch(torch.cat(pts), spec, sources)
+        return helmholtz_batch(torch.cat(pts), spec, omega, None, sources, separate=True)
 
     def residual(net: nn.Module, batch: Batch) -> Tensor:
         c = net.velocity(batch["x"])
