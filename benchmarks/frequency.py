@@ -82,8 +82,18 @@ def main() -> None:
             better = max if unit.startswith("PSNR") else min
             best_w = better(grid, key=grid.get)
             rows.append(
-                (name, unit, err30, fresh.omega_0, errf, select_s / tf, errt, best_w,
-                 grid[best_w], grid_s / tf)
+                (
+                    name,
+                    unit,
+                    err30,
+                    fresh.omega_0,
+                    errf,
+                    select_s / tf,
+                    errt,
+                    best_w,
+                    grid[best_w],
+                    grid_s / tf,
+                )
             )
             print(f"{name}: done", flush=True)
     print(f"\nstep budget {args.steps}, width {args.width}, grid search over {args.grid}\n")

@@ -15,10 +15,11 @@ from __future__ import annotations
 import copy
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import yaml
 from pydantic import (
     BaseModel,
@@ -134,12 +135,17 @@ class Source(Strict):
 
 
 class VelocityNetSpec(Strict):
-    """The velocity network of an inversion (a SIREN with a bounded output)."""
+    """The velocity network of an inversion (a SIREN with a bounded output).
+
+    ``lr_factor``: its Adam learning rate relative to the phase's ``lr`` (L-BFGS phases use
+    one step length for all parameters).
+    """
 
     width: PositiveInt = 64
     depth: PositiveInt = 2
     omega_0: PositiveFloat = 10.0
     hidden_omega: PositiveFloat = 30.0
+    lr_factor: PositiveFloat = 1.0
 
 
 class UnknownVelocity(Strict):
@@ -220,7 +226,13 @@ class PoissonPDE(Strict):
 
 
 class HelmholtzPDE(Strict):
-    """(Δ + ω²/c²) u = Σ_s a_s g_σ(x − x_s), complex u, time convention e^{+iωt}."""
+    """(Δ + ω²/c²) u = Σ_s a_s g_σ(x − x_s), complex u, time convention e^{+iωt}.
+
+    ``formulation``: ``total`` — the network is u; ``scattered`` — u = u₀ + u_s with u₀ the
+    analytic free-space field of the sources in the constant background velocity c₀
+    (:mod:`pinnsiren.incident`) and the network is u_s (needs a PML, and c = c₀ inside it).
+    c₀ is ``background`` for a known velocity and ``velocity.background`` for an inversion.
+    """
 
     kind: Literal["helmholtz"]
     omega: PositiveFloat
@@ -228,6 +240,8 @@ class HelmholtzPDE(Strict):
     sources: list[Source] = Field(default_factory=list)
     receivers: list[tuple[Number, Number]] = Field(default_factory=list)
     data: DataSpec | None = None
+    formulation: Literal["total", "scattered"] = "total"
+    background: PositiveFloat | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -512,7 +526,7 @@ class OutputSpec(Strict):
 # --------------------------------------------------------------------------- the problem
 TERMS = {
     "poisson": ("residual", "boundary"),
-    "helmholtz": ("residual", "source", "data", "tv"),
+    "helmholtz": ("residual", "interior", "source", "data", "tv"),
     "wave": ("residual", "boundary", "initial_value", "initial_velocity"),
     "fit": ("values", "gradient", "laplacian", "tv", "hessian"),
 }
@@ -823,6 +837,10 @@ def _check(spec: ProblemSpec, file: str) -> None:
             and not (spec.pde.data and spec.pde.data.file)
         ):
             fail("pde.receivers", "an unknown velocity needs receiver positions")
+        if spec.pde.formulation == "scattered":
+            _check_scattered(spec, fail)
+        elif spec.pde.background is not None:
+            fail("pde.background", "only used with formulation: scattered")
     allowed_terms = TERMS[kind]
     for group, keys in (
         ("loss.weights", spec.loss.weights),
@@ -857,6 +875,26 @@ def _check(spec: ProblemSpec, file: str) -> None:
                 fail(f"evaluation.region.{axis}", "must be [low, high] with low < high")
     if spec.model.init == "tuner" and spec.model.kind != "siren":
         fail("model.init", "tuner initialisation needs model.kind siren")
+
+
+def _check_scattered(spec: ProblemSpec, fail: Callable[[str, str], None]) -> None:
+    """A scattered-field problem needs a PML and a velocity equal to c₀ inside the layer."""
+    pde = spec.pde
+    if spec.boundary.kind != "pml":
+        fail("pde.formulation", "scattered needs boundary.kind pml (free-space background)")
+    if spec.is_inversion:
+        if pde.background is not None:
+            fail("pde.background", "an inversion takes c₀ from pde.velocity.background")
+        return
+    if pde.background is None:
+        fail("pde.background", "formulation: scattered needs the background velocity c₀")
+    (xl, xh), (yl, yh) = spec.domain["x"], spec.domain["y"]
+    w = spec.boundary.width
+    X, Y = np.meshgrid(np.linspace(xl, xh, 201), np.linspace(yl, yh, 201), indexing="ij")
+    in_pml = (X < xl + w) | (X > xh - w) | (Y < yl + w) | (Y > yh - w)
+    c = np.broadcast_to(np.asarray(pde.velocity({"x": X, "y": Y}), dtype=float), X.shape)
+    if not np.allclose(c[in_pml], pde.background, rtol=1e-9, atol=0.0):
+        fail("pde.velocity", f"must equal pde.background = {pde.background} inside the PML")
 
 
 # --------------------------------------------------------------------------- loading

@@ -141,10 +141,17 @@ class Trainer:
     def _params(self) -> list[Tensor]:
         return [p for p in self.model.parameters() if p.requires_grad]
 
+    def _param_groups(self) -> list[dict[str, Any]]:
+        """Adam groups: the model's own (``param_groups()``, each with an ``lr_factor``) or one."""
+        groups = getattr(self.model, "param_groups", None)
+        if groups is None:
+            return [{"params": self._params(), "lr_factor": 1.0}]
+        return [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in groups()]
+
     def _make_optimizer(self, phase: PhaseSpec) -> torch.optim.Optimizer:
         lr = phase.lr if phase.lr is not None else DEFAULT_LR[phase.optimizer]
         if phase.optimizer == "adam":
-            return torch.optim.Adam(self._params(), lr=lr)
+            return torch.optim.Adam(self._param_groups(), lr=lr)
         return torch.optim.LBFGS(
             self._params(),
             lr=lr,
@@ -288,7 +295,7 @@ class Trainer:
         lr = _lr_at(phase, self.state.step_in_phase)
         if phase.optimizer == "adam":
             for group in self.optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_factor", 1.0)
         batches = fixed if fixed is not None else self._sample(step)
         record: dict[str, Tensor] = {}
 

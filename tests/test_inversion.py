@@ -107,3 +107,62 @@ def test_cylinder_data_loads_with_declared_positions():
     raw["pde"].pop("sources")  # sources may come from the file
     data = receiver_data(parse_problem(raw))
     assert len(data.sources) == 5 and data.sources[0].sigma == 0.01
+
+
+SCATTERED = [*COARSE, "pde.formulation=scattered"]
+
+
+def test_scattered_formulation_starts_from_the_incident_field():
+    """At c = c₀ the scattered field is 0: residual ≈ 0, fields = u₀, data misfit = that of u₀."""
+    from pinnsiren.incident import incident_field
+
+    spec = load_problem(PROBLEMS / "helmholtz_inverse_synthetic.yaml", SCATTERED)
+    compiled = compile_problem(spec, make_generator(0)).to(torch.device("cpu"), torch.float64)
+    net = compiled.extras["model"].double()
+    terms = {t.name: t for t in compiled.terms}
+    # no near-source term: the source f has been subtracted with u₀
+    assert set(terms) == {"residual", "interior", "data"}
+    data = compiled.extras["receiver_data"]
+    u0 = incident_field(data.receivers[:, 0], data.receivers[:, 1], data.sources, 6.0, 1.0).T
+    with torch.no_grad():
+        res = terms["residual"].loss(net, terms["residual"].sample(0))
+        mis = terms["data"].loss(net, terms["data"].sample(0))
+    rms2 = np.mean(np.abs(data.values) ** 2)
+    n_src = data.values.shape[1]  # the loss sums the 2·S channels, averages the receivers
+    expected = np.mean(np.abs(data.values - u0) ** 2) * n_src / rms2
+    assert float(mis) == pytest.approx(expected, rel=0.05)
+    assert float(res) < 1e-2 * 36**2 * np.mean(np.abs(u0) ** 2)  # ω²|u₀|² sets the scale
+    out = compiled.evaluate(net)
+    assert out.attrs["data_misfit"] == pytest.approx(
+        np.linalg.norm(data.values - u0) / np.linalg.norm(data.values), rel=0.05
+    )
+
+
+def test_scattered_residual_is_the_total_field_residual():
+    """With v = 0 the residual must be that of the total field u₀ in the medium c:
+    (Δ + ω²/c²) u₀ − f = (ω²/c² − ω²/c₀²) u₀, zero where c = c₀ and in the PML."""
+    spec = load_problem(PROBLEMS / "helmholtz_inverse_synthetic.yaml", SCATTERED)
+    compiled = compile_problem(spec, make_generator(0)).to(torch.device("cpu"), torch.float64)
+    term = next(t for t in compiled.terms if t.name == "residual")
+    batch = term.sample(0)
+    x = batch["x"].numpy()
+    c = 1 + 0.5 * np.exp(-(x[:, 0] ** 2 + x[:, 1] ** 2) / 0.02)
+    inside = (np.abs(x) < 0.5).all(axis=1)
+    c = np.where(inside, c, 1.0)  # the velocity network holds c₀ in the PML
+
+    class Fixed(torch.nn.Module):
+        def forward(self, pts):
+            return torch.as_tensor(c)[:, None]
+
+    model = compiled.extras["model"].double()
+    model.velocity = Fixed()
+    with torch.no_grad():
+        r = term.residual(model, batch).numpy()
+    r = r[:, 0::2] + 1j * r[:, 1::2]
+    from pinnsiren.incident import incident_field
+
+    data = compiled.extras["receiver_data"]
+    u0 = incident_field(x[:, 0], x[:, 1], data.sources, 6.0, 1.0).T
+    expected = (36.0 / c**2 - 36.0)[:, None] * u0
+    np.testing.assert_allclose(r, expected, atol=1e-12)
+    assert np.abs(expected[inside]).max() > 1.0 and np.abs(r[~inside]).max() == 0.0

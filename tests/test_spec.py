@@ -151,3 +151,32 @@ def test_exponent_without_dot_is_a_number(tmp_path):
     )
     assert load_problem(f).training.phases[0].lr == 1e-4
     assert load_problem(f, ["training.phases.0.lr=3e-3"]).training.phases[0].lr == 3e-3
+
+
+@pytest.mark.parametrize(
+    "problem, overrides, path, words",
+    [
+        (
+            "helmholtz_inverse_synthetic.yaml",
+            ["pde.formulation=scattered", "pde.background=1.0"],
+            "pde.background",
+            "pde.velocity.background",
+        ),
+        (
+            "helmholtz_inverse_synthetic.yaml",
+            ["pde.formulation=scattered", "boundary.kind=dirichlet"],
+            "pde.formulation",
+            "needs boundary.kind pml",
+        ),
+        (
+            "helmholtz_inverse_synthetic.yaml",
+            ["pde.formulation=incident"],
+            "pde.formulation",
+            "total",
+        ),
+    ],
+)
+def test_scattered_formulation_rules(problem, overrides, path, words):
+    with pytest.raises(SpecError) as info:
+        load_problem(PROBLEMS / problem, overrides)
+    assert info.value.path == path and words in str(info.value)

@@ -116,3 +116,34 @@ def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(tmp_path):
 def test_resume_without_checkpoint_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="no checkpoint"):
         solve(_spec(), tmp_path / "empty", resume=True, progress=False)
+
+
+def test_param_groups_scale_the_learning_rate_of_the_schedule():
+    """A model's param_groups() lr_factor multiplies the phase lr at every step."""
+    from pinnsiren.spec import PhaseSpec
+    from pinnsiren.train import Trainer
+
+    class Two(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = torch.nn.Parameter(torch.ones(1))
+            self.b = torch.nn.Parameter(torch.ones(1))
+
+        def param_groups(self):
+            return [{"params": [self.a], "lr_factor": 1.0}, {"params": [self.b], "lr_factor": 20.0}]
+
+    class Term:
+        name, weight = "t", 1.0
+
+        def sample(self, step):
+            return None
+
+        def loss(self, model, batch):
+            return (model.a - 3) ** 2 + (model.b - 3) ** 2
+
+    model = Two()
+    phase = PhaseSpec(optimizer="adam", steps=5, lr=0.01)
+    Trainer(model, [Term()], [phase], progress=False).run()
+    # Adam moves each parameter by about its lr per step while the gradient keeps its sign
+    assert model.a.item() == pytest.approx(1.05, abs=1e-3)
+    assert model.b.item() == pytest.approx(2.0, abs=0.05)  # 20 times further

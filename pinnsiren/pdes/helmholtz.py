@@ -13,20 +13,34 @@ expanded with the product rule: ∂x(A u_x) = A u_xx + A_x u_x with A_x = −e_y
 e_x' = −iσ_x'/ω (and likewise for B). The network has two outputs (Re u, Im u) and all
 complex arithmetic is done on real pairs.
 
-Loss terms: ``residual`` at points uniform over the whole box (PML included) and
-``source``, the same residual at points drawn from N(x_s, (2σ)²) around each source, where
-f is large.
+Loss terms: ``residual`` at points uniform over the whole box (PML included),
+``interior`` (when ``sampling.points.interior`` > 0) the same residual at points uniform in the
+physical region inside the PML, where the solution is wanted, and ``source``, the residual at
+points drawn from N(x_s, (2σ)²) around each source, where f is large.
+
+Scattered-field formulation (``pde.formulation: scattered``, background velocity c₀ =
+``pde.background``, c = c₀ inside the PML): u = u₀ + v with u₀ = Σ_s u₀_s the analytic
+free-space field of the sources in c₀ (:mod:`pinnsiren.incident`). Subtracting
+(Δ + ω²/c₀²) u₀ = f leaves the same operator acting on v with the smooth right-hand side
+
+    f_scat = ω² (1/c₀² − 1/c²) u₀,
+
+which is zero wherever c = c₀ (so u₀ is never needed in the PML, where it would have to be
+continued to complex coordinates). The network learns v; there is no ``source`` term, and the
+solution written is u₀ + v.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from pinnsiren.geometry import Box, gaussian_points
+from pinnsiren.incident import incident_field
 from pinnsiren.jets import DerivativeRequest, jet
 from pinnsiren.pdes.base import (
     Batch,
@@ -54,6 +68,37 @@ def source_density(x: np.ndarray, y: np.ndarray, sources) -> np.ndarray:
         r2 = (x - s.position[0]) ** 2 + (y - s.position[1]) ** 2
         f += s.amplitude * np.exp(-r2 / (2 * s.sigma**2)) / (2 * math.pi * s.sigma**2)
     return f
+
+
+def physical_box(spec: ProblemSpec) -> Box:
+    """The box inside the PML's inner edge (the whole domain without a PML)."""
+    box = Box.from_domain(spec.domain, ("x", "y"))
+    if spec.boundary.kind != "pml":
+        return box
+    w = spec.boundary.width
+    return Box(box.axes, tuple(lo + w for lo in box.lower), tuple(hi - w for hi in box.upper))
+
+
+def interior_terms(
+    spec: ProblemSpec,
+    gen: torch.Generator,
+    batch_at: Callable[[Tensor], Batch],
+    residual: Callable[[nn.Module, Batch], Tensor],
+) -> list[Term]:
+    """The ``interior`` term: the residual at ``sampling.points.interior`` points uniform in
+    :func:`physical_box` (none when that count is 0), weighted like ``residual`` by default."""
+    n_interior = spec.points("interior", 0)
+    if n_interior <= 0:
+        return []
+    inner = physical_box(spec)
+    return [
+        Term(
+            "interior",
+            spec.weight("interior", spec.weight("residual")),
+            lambda step: batch_at(inner.uniform(n_interior, gen)),
+            residual,
+        )
+    ]
 
 
 def pml_coefficients(
@@ -152,10 +197,23 @@ def compile_helmholtz(spec: ProblemSpec, gen: torch.Generator) -> CompiledProble
     n_res = spec.points("residual", 4096)
     n_src = spec.points("source", 1024)
     velocity = pde.velocity
+    scattered = pde.formulation == "scattered"
+    c0 = pde.background or 1.0
+
+    def incident(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Σ_s u₀_s at points (complex), zero for the total-field formulation."""
+        if not scattered:
+            return np.zeros(np.broadcast(x, y).shape, dtype=complex)
+        return incident_field(x, y, pde.sources, omega, c0).sum(axis=0)
 
     def batch_at(points: Tensor) -> Batch:
         s2 = 1.0 / np.asarray(velocity(coords_of(points, axes)), dtype=float) ** 2
-        return helmholtz_batch(points, spec, omega, s2, pde.sources)
+        batch = helmholtz_batch(points, spec, omega, s2, pde.sources)
+        if scattered:
+            x, y = points[:, 0].numpy(), points[:, 1].numpy()
+            f_scat = omega**2 * (1 / c0**2 - s2) * incident(x, y)
+            batch["Cf"] = pairs(pml_coefficients(x, y, spec, omega)["C"] * f_scat)
+        return batch
 
     def sample_residual(step: int) -> Batch:
         return batch_at(box.uniform(n_res, gen))
@@ -165,16 +223,18 @@ def compile_helmholtz(spec: ProblemSpec, gen: torch.Generator) -> CompiledProble
         pts = [gaussian_points(per, s.position, 2 * s.sigma, gen, box) for s in pde.sources]
         return batch_at(torch.cat(pts))
 
-    terms = [
-        Term("residual", spec.weight("residual"), sample_residual, helmholtz_residual),
-        Term("source", spec.weight("source"), sample_source, helmholtz_residual),
-    ]
+    terms = [Term("residual", spec.weight("residual"), sample_residual, helmholtz_residual)]
+    terms += interior_terms(spec, gen, batch_at, helmholtz_residual)
+    if not scattered:
+        terms.append(Term("source", spec.weight("source"), sample_source, helmholtz_residual))
 
     def evaluate(model: nn.Module):
         data = grid_data(spec, "pinn")
         shape = tuple(len(v) for v in data.grid.values())
-        out = predict(model, grid_points(data.grid, axes))
-        data.add("u", (out[:, 0] + 1j * out[:, 1]).reshape(shape), axes)
+        pts = grid_points(data.grid, axes)
+        out = predict(model, pts)
+        u = out[:, 0] + 1j * out[:, 1] + incident(pts[:, 0], pts[:, 1])
+        data.add("u", u.reshape(shape), axes)
         return data
 
     return CompiledProblem(spec, axes, 2, terms, evaluate)

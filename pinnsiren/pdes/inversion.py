@@ -8,13 +8,31 @@ Two networks are trained together:
   c = c_min + (c_max − c_min)·sigmoid(φ(x)), and held at the background value inside the
   PML (the layer is not part of the unknown).
 
+Two formulations (``pde.formulation``):
+
+* ``total``: the network is the field u_s of every source and the residual is the PML
+  Helmholtz residual of :mod:`pinnsiren.pdes.helmholtz`,
+  r = L_PML u_s + C (ω²/c²) u_s − C f_s;
+* ``scattered``: u_s = u₀_s + v_s with u₀_s the analytic free-space field of source s in the
+  background velocity c₀ (:mod:`pinnsiren.incident`); the network is the scattered field v_s,
+  and subtracting (Δ + ω²/c₀²) u₀_s = f_s from the equation leaves
+
+      r = L_PML v_s + C (ω²/c²) v_s − C ω² (1/c₀² − 1/c²) u₀_s.
+
+  Its right-hand side is smooth and vanishes wherever c = c₀ (in particular inside the PML,
+  where the velocity is held at c₀, so u₀ is never needed there); for the initial model c = c₀
+  the exact solution is v = 0, which is where the network starts (its last layer is zeroed).
+
 Loss terms (weights from ``loss.weights``):
 
-* ``residual`` / ``source``: for every source s, the PML Helmholtz residual of
-  :mod:`pinnsiren.pdes.helmholtz` with ω²/c(x)² taken from the velocity network, at uniform
-  points / at points around the sources;
+* ``residual``: the residual r above for every source, with ω²/c(x)² taken from the
+  velocity network, at points uniform over the box (PML included);
+* ``interior`` (when ``sampling.points.interior`` > 0): the same residual at points uniform
+  in the physical region inside the PML, where the velocity is unknown;
+* ``source`` (``total`` only): the same residual at points drawn around the sources, where f
+  is large;
 * ``data``: (u_s(r) − d_{r,s}) / rms(d) at the receivers (so the term is the squared relative
-  misfit);
+  misfit; with ``scattered`` the network predicts d − u₀);
 * ``tv`` (optional): mean √(|∇c|² + ε) over the region, total variation of the velocity.
 
 Before the joint training, ``training.pretrain_steps`` Adam steps fit the wavefields to the
@@ -32,6 +50,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from pinnsiren.geometry import Box, gaussian_points
+from pinnsiren.incident import incident_field
 from pinnsiren.io import GridData
 from pinnsiren.jets import DerivativeRequest, jet
 from pinnsiren.nets import Siren
@@ -43,7 +62,16 @@ from pinnsiren.pdes.base import (
     grid_points,
     predict,
 )
-from pinnsiren.pdes.helmholtz import helmholtz_batch, helmholtz_residual
+from pinnsiren.pdes.helmholtz import (
+    HELMHOLTZ_REQUEST,
+    apply_operator,
+    cmul,
+    helmholtz_batch,
+    helmholtz_residual,
+    interior_terms,
+    pairs,
+    physical_box,
+)
 from pinnsiren.receivers import ReceiverData, enclosed_region, receiver_data
 from pinnsiren.spec import HelmholtzPDE, ProblemSpec, UnknownVelocity
 
@@ -97,10 +125,18 @@ class BoundedVelocity(nn.Module):
 class InversionModel(nn.Module):
     """Wavefield SIREN plus bounded velocity SIREN; ``forward`` gives the wavefields."""
 
-    def __init__(self, wave: Siren, velocity: BoundedVelocity) -> None:
+    def __init__(self, wave: Siren, velocity: BoundedVelocity, velocity_lr_factor: float = 1.0):
         super().__init__()
         self.wave = wave
         self.velocity = velocity
+        self.velocity_lr_factor = velocity_lr_factor
+
+    def param_groups(self) -> list[dict]:
+        """Optimizer groups: the velocity network learns ``velocity_lr_factor`` times faster."""
+        return [
+            {"params": list(self.wave.parameters()), "lr_factor": 1.0},
+            {"params": list(self.velocity.parameters()), "lr_factor": self.velocity_lr_factor},
+        ]
 
     def forward(self, x: Tensor) -> Tensor:
         return self.wave(x)
@@ -109,9 +145,8 @@ class InversionModel(nn.Module):
 def _inner_box(spec: ProblemSpec) -> tuple[tuple[float, float], tuple[float, float]] | None:
     if spec.boundary.kind != "pml":
         return None
-    w = spec.boundary.width
-    (xl, xh), (yl, yh) = spec.domain["x"], spec.domain["y"]
-    return (xl + w, xh - w), (yl + w, yh - w)
+    inner = physical_box(spec)
+    return (inner.lower[0], inner.upper[0]), (inner.lower[1], inner.upper[1])
 
 
 def build_inversion_model(spec: ProblemSpec, n_sources: int, seed: int) -> InversionModel:
@@ -134,7 +169,11 @@ def build_inversion_model(spec: ProblemSpec, n_sources: int, seed: int) -> Inver
     background = vel.background or initial_mean(spec)
     velocity = BoundedVelocity(vnet, vel.bounds, background, _inner_box(spec))
     velocity.set_constant(initial_mean(spec))
-    return InversionModel(wave, velocity)
+    if spec.pde.formulation == "scattered":
+        with torch.no_grad():  # the scattered field of the background model is zero
+            wave.last.weight.zero_()
+            wave.last.bias.zero_()
+    return InversionModel(wave, velocity, vm.lr_factor)
 
 
 def initial_mean(spec: ProblemSpec) -> float:
@@ -157,23 +196,49 @@ def compile_inversion(spec: ProblemSpec, gen: torch.Generator) -> CompiledProble
     n_near = spec.points("source", 1024)
     n_tv = spec.points("tv", 1024)
     model = build_inversion_model(spec, n_src, spec.training.seed)
+    scattered = pde.formulation == "scattered"
+    c0 = model.velocity.background
+
+    def incident_at(points: np.ndarray) -> np.ndarray:
+        """u₀ of every source at points (N, 2): complex (N, S); zero for ``total``."""
+        if not scattered:
+            return np.zeros((len(points), n_src), dtype=complex)
+        return incident_field(points[:, 0], points[:, 1], sources, omega, c0).T
+
+    def batch_at(points: Tensor) -> Batch:
+        batch = helmholtz_batch(points, spec, omega, None, sources, separate=True)
+        if scattered:
+            batch["u0"] = pairs(incident_at(points.numpy())).flatten(1)
+        return batch
 
     def sample_residual(step: int) -> Batch:
-        return helmholtz_batch(box.uniform(n_res, gen), spec, omega, None, sources, separate=True)
+        return batch_at(box.uniform(n_res, gen))
 
     def sample_source(step: int) -> Batch:
         per = max(1, n_near // n_src)
         pts = [gaussian_points(per, s.position, 2 * s.sigma, gen, box) for s in sources]
-        return helmholtz_batch(torch.cat(pts), spec, omega, None, sources, separate=True)
+        return batch_at(torch.cat(pts))
+
+    def pde_residual(wave: nn.Module, batch: Batch, c: Tensor) -> Tensor:
+        """The residual r of the module docstring, real pairs (N, 2·S)."""
+        if not scattered:
+            return helmholtz_residual(wave, batch, omega**2 / c**2)
+        j = jet(wave, batch["x"], HELMHOLTZ_REQUEST)
+        ck2 = batch["C"] * (omega**2 / c**2)
+        r = apply_operator(
+            batch, j.value, j.gradient[0], j.gradient[1], j.second[0], j.second[1], ck2
+        )
+        return r - cmul(batch["C"] * (omega**2 * (1 / c0**2 - 1 / c**2)), batch["u0"])
 
     def residual(net: nn.Module, batch: Batch) -> Tensor:
-        c = net.velocity(batch["x"])
-        return helmholtz_residual(net.wave, batch, omega**2 / c**2)
+        return pde_residual(net.wave, batch, net.velocity(batch["x"]))
 
     rec = torch.as_tensor(data.receivers, dtype=torch.float64)
     values = data.values  # (R, S)
+    rec_incident = incident_at(data.receivers)
+    target = values - rec_incident
     d_pairs = torch.as_tensor(
-        np.stack([values.real, values.imag], axis=-1).reshape(len(rec), 2 * n_src),
+        np.stack([target.real, target.imag], axis=-1).reshape(len(rec), 2 * n_src),
         dtype=torch.float64,
     )
     rms = float(np.sqrt(np.mean(np.abs(values) ** 2)))
@@ -184,11 +249,11 @@ def compile_inversion(spec: ProblemSpec, gen: torch.Generator) -> CompiledProble
     def data_residual(net: nn.Module, batch: Batch) -> Tensor:
         return (net.wave(batch["x"]) - batch["d"]) / rms
 
-    terms = [
-        Term("residual", spec.weight("residual"), sample_residual, residual),
-        Term("source", spec.weight("source"), sample_source, residual),
-        Term("data", spec.weight("data", 1.0), sample_data, data_residual),
-    ]
+    pde_terms = [Term("residual", spec.weight("residual"), sample_residual, residual)]
+    pde_terms += interior_terms(spec, gen, batch_at, residual)
+    if not scattered:
+        pde_terms.append(Term("source", spec.weight("source"), sample_source, residual))
+    terms = [*pde_terms, Term("data", spec.weight("data", 1.0), sample_data, data_residual)]
     tv_weight = spec.weight("tv", 0.0)
     if tv_weight > 0:
         lo = torch.tensor([region["x"][0], region["y"][0]], dtype=torch.float64)
@@ -208,12 +273,12 @@ def compile_inversion(spec: ProblemSpec, gen: torch.Generator) -> CompiledProble
         shape = tuple(len(v) for v in out.grid.values())
         pts = grid_points(out.grid, ("x", "y"))
         u = predict(net.wave, pts)
-        fields = (u[:, 0::2] + 1j * u[:, 1::2]).T.reshape((n_src,) + shape)
-        out.add("u", fields, ("source", "x", "y"))
+        u = u[:, 0::2] + 1j * u[:, 1::2] + incident_at(pts)
+        out.add("u", u.T.reshape((n_src,) + shape), ("source", "x", "y"))
         c = predict(net.velocity, pts)[:, 0].reshape(shape)
         out.add("velocity", c, ("x", "y"))
         d_pred = predict(net.wave, data.receivers)
-        pred = d_pred[:, 0::2] + 1j * d_pred[:, 1::2]
+        pred = d_pred[:, 0::2] + 1j * d_pred[:, 1::2] + rec_incident
         out.attrs["data_misfit"] = float(np.linalg.norm(pred - values) / np.linalg.norm(values))
         true = true_velocity_on(spec, out.grid)
         if true is not None:
@@ -229,13 +294,13 @@ def compile_inversion(spec: ProblemSpec, gen: torch.Generator) -> CompiledProble
         opt = torch.optim.Adam(net.wave.parameters(), lr=lr)
         bar = tqdm(range(steps), desc="pretrain", disable=not trainer.progress, unit="step")
         for step in bar:
-            batches = [t.sample(step) for t in terms[:2]]
+            batches = [t.sample(step) for t in pde_terms]
             opt.zero_grad(set_to_none=True)
             with torch.no_grad():
-                ks = [omega**2 / net.velocity(b["x"]) ** 2 for b in batches]
+                cs = [net.velocity(b["x"]) for b in batches]
             loss = sum(
-                t.weight * (helmholtz_residual(net.wave, b, k) ** 2).sum(dim=-1).mean()
-                for t, b, k in zip(terms[:2], batches, ks)
+                t.weight * (pde_residual(net.wave, b, c) ** 2).sum(dim=-1).mean()
+                for t, b, c in zip(pde_terms, batches, cs)
             )
             loss.backward()
             opt.step()
