@@ -144,19 +144,26 @@ def helmholtz_batch(
     sources,
     *,
     separate: bool = False,
+    rhs: np.ndarray | None = None,
 ) -> Batch:
     """Points plus the operator's coefficients at them (float64, CPU).
 
     ``Cf`` is C·Σ_s f_s as one pair (N, 2), or with ``separate`` C·f_s for every source
-    (N, 2·S), one experiment per source as in an inversion.
+    (N, 2·S), one experiment per source as in an inversion. ``rhs`` (complex, (N,) or
+    (N, S)) replaces the source densities f, e.g. by the scattering source of the
+    scattered-field formulation.
     """
     x, y = points[:, 0].numpy(), points[:, 1].numpy()
     co = pml_coefficients(x, y, spec, omega)
     batch = {"x": points, **{k: pairs(v) for k, v in co.items()}}
-    if separate:
-        batch["Cf"] = torch.cat([pairs(co["C"] * source_density(x, y, [s])) for s in sources], 1)
+    if rhs is not None:
+        f = np.asarray(rhs)
+    elif separate:
+        f = np.stack([source_density(x, y, [s]) for s in sources], axis=1)
     else:
-        batch["Cf"] = pairs(co["C"] * source_density(x, y, sources))
+        f = source_density(x, y, sources)
+    cf = co["C"][:, None] * f if f.ndim == 2 else co["C"] * f
+    batch["Cf"] = pairs(cf).flatten(1)  # (N, S, 2) → (N, 2·S); (N, 2) stays
     if slowness2 is not None:
         batch["Ck2"] = pairs(co["C"] * omega**2 * slowness2)
     return batch
@@ -208,12 +215,11 @@ def compile_helmholtz(spec: ProblemSpec, gen: torch.Generator) -> CompiledProble
 
     def batch_at(points: Tensor) -> Batch:
         s2 = 1.0 / np.asarray(velocity(coords_of(points, axes)), dtype=float) ** 2
-        batch = helmholtz_batch(points, spec, omega, s2, pde.sources)
+        f_scat = None
         if scattered:
             x, y = points[:, 0].numpy(), points[:, 1].numpy()
             f_scat = omega**2 * (1 / c0**2 - s2) * incident(x, y)
-            batch["Cf"] = pairs(pml_coefficients(x, y, spec, omega)["C"] * f_scat)
-        return batch
+        return helmholtz_batch(points, spec, omega, s2, pde.sources, rhs=f_scat)
 
     def sample_residual(step: int) -> Batch:
         return batch_at(box.uniform(n_res, gen))

@@ -63,8 +63,6 @@ from pinnsiren.pdes.base import (
     predict,
 )
 from pinnsiren.pdes.helmholtz import (
-    HELMHOLTZ_REQUEST,
-    apply_operator,
     cmul,
     helmholtz_batch,
     helmholtz_residual,
@@ -206,9 +204,11 @@ def compile_inversion(spec: ProblemSpec, gen: torch.Generator) -> CompiledProble
         return incident_field(points[:, 0], points[:, 1], sources, omega, c0).T
 
     def batch_at(points: Tensor) -> Batch:
-        batch = helmholtz_batch(points, spec, omega, None, sources, separate=True)
-        if scattered:
-            batch["u0"] = pairs(incident_at(points.numpy())).flatten(1)
+        if not scattered:
+            return helmholtz_batch(points, spec, omega, None, sources, separate=True)
+        u0 = incident_at(points.numpy())  # f_s is subtracted with u₀: no source density left
+        batch = helmholtz_batch(points, spec, omega, None, sources, rhs=np.zeros_like(u0))
+        batch["u0"] = pairs(u0).flatten(1)
         return batch
 
     def sample_residual(step: int) -> Batch:
@@ -221,13 +221,9 @@ def compile_inversion(spec: ProblemSpec, gen: torch.Generator) -> CompiledProble
 
     def pde_residual(wave: nn.Module, batch: Batch, c: Tensor) -> Tensor:
         """The residual r of the module docstring, real pairs (N, 2·S)."""
+        r = helmholtz_residual(wave, batch, omega**2 / c**2)
         if not scattered:
-            return helmholtz_residual(wave, batch, omega**2 / c**2)
-        j = jet(wave, batch["x"], HELMHOLTZ_REQUEST)
-        ck2 = batch["C"] * (omega**2 / c**2)
-        r = apply_operator(
-            batch, j.value, j.gradient[0], j.gradient[1], j.second[0], j.second[1], ck2
-        )
+            return r
         return r - cmul(batch["C"] * (omega**2 * (1 / c0**2 - 1 / c**2)), batch["u0"])
 
     def residual(net: nn.Module, batch: Batch) -> Tensor:
