@@ -278,7 +278,8 @@ class Trainer:
                         bar.set_postfix({k: f"{v:.2e}" for k, v in last.items() if k != "lr"})
                     if self.state.global_step % self.checkpoint_every == 0:
                         self.save_checkpoint()
-            self.state.phase = len(self.phases)
+            # finished: a resume with phases appended starts the first new one at its step 0
+            self.state.phase, self.state.step_in_phase = len(self.phases), 0
         except KeyboardInterrupt:
             bar.close()
             self.save_checkpoint()

@@ -113,6 +113,26 @@ def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(tmp_path):
     assert (tmp_path / "checkpoint.pt").read_bytes() == good
 
 
+def test_resume_of_a_finished_run_runs_only_the_appended_phase(tmp_path):
+    """Finishing resets the step counter, so --resume with one more phase runs all of it
+    (and a resume with the same phases trains nothing more)."""
+    one = {"optimizer": "adam", "steps": 20, "lr": 1e-3}
+    spec = _spec(training={**POISSON_1D["training"], "phases": [one]})
+    solve(spec, tmp_path, progress=False)
+    solve(spec, tmp_path, progress=False, resume=True)
+    assert len(_history(tmp_path)) == 20
+    longer = _spec(
+        training={
+            **POISSON_1D["training"],
+            "phases": [one, {"optimizer": "adam", "steps": 15, "lr": 1e-4}],
+        }
+    )
+    solve(longer, tmp_path, progress=False, resume=True)
+    rows = _history(tmp_path)
+    assert len(rows) == 35
+    assert [float(r["phase"]) for r in rows[20:]] == [1.0] * 15
+
+
 def test_resume_without_checkpoint_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="no checkpoint"):
         solve(_spec(), tmp_path / "empty", resume=True, progress=False)
