@@ -459,6 +459,9 @@ class PhaseSpec(Strict):
     lr: PositiveFloat | None = None
     schedule: Literal["constant", "cosine", "exponential"] = "constant"
     final_lr_fraction: Annotated[float, Field(gt=0, le=1, strict=True)] = 0.1
+    # loss.weights overrides while this phase runs (a penalty continuation, e.g. the
+    # residual weight raised for the last phase)
+    weights: dict[str, NonNegFloat] = Field(default_factory=dict)
 
 
 class TrainingSpec(Strict):
@@ -853,6 +856,13 @@ def _check(spec: ProblemSpec, file: str) -> None:
             if key not in extra:
                 fail(
                     f"{group}.{key}", f"not a term of {kind} (allowed: {', '.join(allowed_terms)})"
+                )
+    for i, phase in enumerate(spec.training.phases):
+        for key in phase.weights:
+            if key not in allowed_terms:
+                fail(
+                    f"training.phases.{i}.weights.{key}",
+                    f"not a term of {kind} (allowed: {', '.join(allowed_terms)})",
                 )
     grid = spec.evaluation.grid
     for axis in grid:

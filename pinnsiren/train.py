@@ -6,7 +6,8 @@ the trainer minimises
 
     L = Σ_k λ_k w_k L_k  (+ α ‖W‖₁ when ``loss.l1`` = α > 0)
 
-where ``w_k`` is the YAML weight and ``λ_k`` the automatic balance factor (1 unless
+where ``w_k`` is the YAML weight (``loss.weights``, overridden by the running phase's
+``weights``) and ``λ_k`` the automatic balance factor (1 unless
 ``loss.balancing: grad_norm``, the learning-rate annealing of Wang, Teng & Perdikaris 2021:
 every ``balancing_every`` steps λ̂_k = max|∇_θ L_ref| / mean|∇_θ (w_k L_k)| with L_ref the
 first term, smoothed as λ_k ← 0.9 λ_k + 0.1 λ̂_k).
@@ -165,20 +166,35 @@ class Trainer:
     def _losses(self, batches: dict[str, Any]) -> dict[str, Tensor]:
         return {t.name: t.loss(self.model, batches[t.name]) for t in self.terms}
 
-    def _total(self, losses: dict[str, Tensor]) -> Tensor:
-        total = sum(self.state.balance[t.name] * t.weight * losses[t.name] for t in self.terms)
+    @staticmethod
+    def _weight(term: LossTerm, phase: PhaseSpec) -> float:
+        """w_k for this phase: the phase's override of the term (or of the term it follows)."""
+        if term.name in phase.weights:
+            return phase.weights[term.name]
+        follows = getattr(term, "follows", None)
+        if follows is not None and follows in phase.weights:
+            return phase.weights[follows]
+        return term.weight
+
+    def _total(self, losses: dict[str, Tensor], phase: PhaseSpec) -> Tensor:
+        total = sum(
+            self.state.balance[t.name] * self._weight(t, phase) * losses[t.name] for t in self.terms
+        )
         if self.l1 > 0:
             from pinnsiren.sparsity import l1_penalty
 
             total = total + self.l1 * l1_penalty(self.model)
         return total  # type: ignore[return-value]
 
-    def _rebalance(self, losses: dict[str, Tensor]) -> None:
+    def _rebalance(self, losses: dict[str, Tensor], phase: PhaseSpec) -> None:
         params = self._params()
         grads = {}
         for t in self.terms:
             g = torch.autograd.grad(
-                t.weight * losses[t.name], params, retain_graph=True, allow_unused=True
+                self._weight(t, phase) * losses[t.name],
+                params,
+                retain_graph=True,
+                allow_unused=True,
             )
             flat = torch.cat([x.abs().flatten() for x in g if x is not None])
             grads[t.name] = flat
@@ -303,7 +319,7 @@ class Trainer:
         def closure() -> Tensor:
             self.optimizer.zero_grad(set_to_none=True)
             losses = self._losses(batches)
-            total = self._total(losses)
+            total = self._total(losses, phase)
             if not torch.isfinite(total):
                 bad = [k for k, v in losses.items() if not torch.isfinite(v)]
                 raise TrainingDiverged(
@@ -321,7 +337,7 @@ class Trainer:
             and step % self.balancing_every == 0
             and len(self.terms) > 1
         ):
-            self._rebalance(self._losses(batches))
+            self._rebalance(self._losses(batches), phase)
         if phase.optimizer == "lbfgs":
             saved = [p.detach().clone() for p in self._params()]
             try:

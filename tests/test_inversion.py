@@ -122,6 +122,7 @@ def test_scattered_formulation_starts_from_the_incident_field():
     terms = {t.name: t for t in compiled.terms}
     # no near-source term: the source f has been subtracted with u₀
     assert set(terms) == {"residual", "interior", "data"}
+    assert terms["interior"].follows == "residual"  # its weight is residual's, per phase too
     data = compiled.extras["receiver_data"]
     u0 = incident_field(data.receivers[:, 0], data.receivers[:, 1], data.sources, 6.0, 1.0).T
     with torch.no_grad():

@@ -73,6 +73,11 @@ def test_override_reaches_the_validated_spec():
             "loss.weights.initial",
             "not a term",
         ),
+        (
+            lambda r: r.update(training={"phases": [{"steps": 5, "weights": {"data": 1.0}}]}),
+            "training.phases.0.weights.data",
+            "not a term",
+        ),
         (lambda r: r.pop("domain"), "domain", "missing"),
     ],
 )

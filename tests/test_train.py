@@ -167,3 +167,43 @@ def test_param_groups_scale_the_learning_rate_of_the_schedule():
     # Adam moves each parameter by about its lr per step while the gradient keeps its sign
     assert model.a.item() == pytest.approx(1.05, abs=1e-3)
     assert model.b.item() == pytest.approx(2.0, abs=0.05)  # 20 times further
+
+
+def test_phase_weights_override_the_loss_weights_while_the_phase_runs():
+    """Phase 2 sets w_b = 0 (and w_a = 2): only a keeps moving, and the recorded total is
+    2·L_a; a term that follows ``a`` takes a's override unless named itself."""
+    from pinnsiren.spec import PhaseSpec
+    from pinnsiren.train import Trainer
+
+    class Two(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = torch.nn.Parameter(torch.zeros(1))
+            self.b = torch.nn.Parameter(torch.zeros(1))
+
+    class Term:
+        def __init__(self, name, target, follows=None):
+            self.name, self.weight, self.target, self.follows = name, 1.0, target, follows
+
+        def sample(self, step):
+            return None
+
+        def loss(self, model, batch):
+            return (getattr(model, self.target) - 1) ** 2
+
+    model = Two()
+    phases = [
+        PhaseSpec(optimizer="adam", steps=3, lr=0.01),
+        PhaseSpec(optimizer="adam", steps=4, lr=0.01, weights={"a": 2.0, "b": 0.0}),
+    ]
+    trainer = Trainer(model, [Term("a", "a"), Term("b", "b")], phases, progress=False)
+    trainer.run()
+    assert model.a.item() == pytest.approx(0.07, abs=1e-3)  # Adam: ~lr per step, 7 steps
+    assert model.b.item() == pytest.approx(0.03, abs=1e-3)  # frozen by w_b = 0 after 3
+    last = trainer.state.history[-1]
+    assert last["total"] == pytest.approx(2.0 * last["a"], rel=1e-12)
+    follower = Term("c", "a", follows="a")
+    assert Trainer._weight(follower, phases[1]) == 2.0
+    assert Trainer._weight(follower, phases[0]) == 1.0
+    named = PhaseSpec(steps=1, weights={"a": 2.0, "c": 5.0})
+    assert Trainer._weight(follower, named) == 5.0

@@ -35,6 +35,8 @@ class Term:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     dtype: torch.dtype = torch.float32
     reduce: Callable[[Tensor, Batch], Tensor] | None = None
+    # a term whose weight defaults to another's takes that term's phase override too
+    follows: str | None = None
 
     def sample(self, step: int) -> Batch:
         return {

@@ -97,6 +97,7 @@ def interior_terms(
             spec.weight("interior", spec.weight("residual")),
             lambda step: batch_at(inner.uniform(n_interior, gen)),
             residual,
+            follows=None if "interior" in spec.loss.weights else "residual",
         )
     ]
 
