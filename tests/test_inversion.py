@@ -60,13 +60,38 @@ def test_coarse_synthetic_inversion_end_to_end(tmp_path):
     assert last < first  # the receivers pull the wavefields towards the data
     metrics = compare_run(tmp_path, plots=False)
     assert json.loads((tmp_path / "metrics.json").read_text())["problem"] == spec.name
-    for key in ("velocity_rel_l2", "fwi_velocity_rel_l2", "data_misfit", "fwi_data_misfit"):
+    for key in (
+        "velocity_rel_l2",
+        "fwi_velocity_rel_l2",
+        "data_misfit",
+        "fwi_data_misfit",
+        "data_misfit_fd",
+        "true_velocity_data_misfit_fd",
+    ):
         assert np.isfinite(metrics[key]), key
     vel = read_grid_data(tmp_path / "velocity.h5")
     c = vel.fields["velocity"]
     assert c.min() >= 0.6 - 1e-9 and c.max() <= 2.0 + 1e-9
     assert vel.fields["true_velocity"].max() > 1.3  # the fast inclusion is there
     assert metrics["fwi_data_misfit"] < 1.0
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.01])
+def test_fd_data_misfit_of_the_true_model_is_the_noise(noise):
+    """Synthetic data made on the same grid (refine 1): the FD misfit of the true velocity is
+    the added relative noise (0 without), and the starting model misfits far more."""
+    from pinnsiren.inverse_reference import fd_data_misfit
+    from pinnsiren.pdes.base import eval_grid
+    from pinnsiren.pdes.inversion import true_velocity_on
+
+    spec = load_problem(
+        PROBLEMS / "helmholtz_inverse_synthetic.yaml",
+        [*COARSE, "reference.refine=1", f"pde.data.synthesize.noise={noise}"],
+    )
+    grid = eval_grid(spec)
+    true = true_velocity_on(spec, grid)
+    assert fd_data_misfit(spec, grid, true) == pytest.approx(noise, abs=0.15 * noise + 1e-10)
+    assert fd_data_misfit(spec, grid, np.ones_like(true)) > 0.03  # 0.04 at omega = 6
 
 
 def test_receiver_h5_round_trip(tmp_path):
