@@ -109,7 +109,7 @@ def bilinear(x: np.ndarray, y: np.ndarray, field: np.ndarray, points: np.ndarray
 
 def synthesize(spec: ProblemSpec) -> ReceiverData:
     """FD data for the declared true velocity (see module docstring)."""
-    from pinnsiren.pdes.helmholtz import pml_of, source_density
+    from pinnsiren.pdes.helmholtz import pml_of, source_densities
     from reference_solvers.helmholtz import solve_helmholtz
 
     pde = spec.pde
@@ -120,7 +120,7 @@ def synthesize(spec: ProblemSpec) -> ReceiverData:
     y = np.linspace(*spec.domain["y"], (len(spec.grid_axis("y")) - 1) * r + 1)
     X, Y = np.meshgrid(x, y, indexing="ij")
     c = np.asarray(syn.true_velocity({"x": X, "y": Y}), dtype=float)
-    rhs = np.stack([source_density(X, Y, [s]) for s in pde.sources])
+    rhs = source_densities(x, y, pde.sources)
     u = solve_helmholtz(x, y, pde.omega, c, rhs, pml_of(spec))
     receivers = np.asarray(pde.receivers, dtype=float)
     values = bilinear(x, y, u, receivers).T  # (R, S)

@@ -70,6 +70,12 @@ def source_density(x: np.ndarray, y: np.ndarray, sources) -> np.ndarray:
     return f
 
 
+def source_densities(x: np.ndarray, y: np.ndarray, sources) -> np.ndarray:
+    """Each source's own density f_s on the grid x × y: complex (S, nx, ny)."""
+    X, Y = np.meshgrid(x, y, indexing="ij")
+    return np.stack([source_density(X, Y, [s]) for s in sources])
+
+
 def physical_box(spec: ProblemSpec) -> Box:
     """The box inside the PML's inner edge (the whole domain without a PML)."""
     box = Box.from_domain(spec.domain, ("x", "y"))
