@@ -848,6 +848,10 @@ def _check(spec: ProblemSpec, file: str) -> None:
     for group, keys in (
         ("loss.weights", spec.loss.weights),
         ("sampling.points", spec.sampling.points),
+        *(
+            (f"training.phases.{i}.weights", phase.weights)
+            for i, phase in enumerate(spec.training.phases)
+        ),
     ):
         extra = TERMS[kind] + (
             ("boundary", "initial", "source", "data") if group.startswith("s") else ()
@@ -856,13 +860,6 @@ def _check(spec: ProblemSpec, file: str) -> None:
             if key not in extra:
                 fail(
                     f"{group}.{key}", f"not a term of {kind} (allowed: {', '.join(allowed_terms)})"
-                )
-    for i, phase in enumerate(spec.training.phases):
-        for key in phase.weights:
-            if key not in allowed_terms:
-                fail(
-                    f"training.phases.{i}.weights.{key}",
-                    f"not a term of {kind} (allowed: {', '.join(allowed_terms)})",
                 )
     grid = spec.evaluation.grid
     for axis in grid:
