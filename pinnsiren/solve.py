@@ -174,6 +174,7 @@ def solve(
         l1=spec.loss.l1,
         balancing=spec.loss.balancing,
         balancing_every=spec.loss.balancing_every,
+        clip_grad_norm=spec.training.clip_grad_norm,
         after_step=after_step,
         progress=progress,
     )

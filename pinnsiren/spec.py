@@ -160,6 +160,7 @@ class UnknownVelocity(Strict):
     initial: FieldValue = 1.0
     background: PositiveFloat | None = None
     model: VelocityNetSpec = VelocityNetSpec()
+    tv_of: Literal["velocity", "slowness"] = "velocity"
 
     @model_validator(mode="after")
     def _bounds(self) -> UnknownVelocity:
@@ -465,12 +466,16 @@ class PhaseSpec(Strict):
 
 
 class TrainingSpec(Strict):
+    """Seed, precision, device, optimizer phases; ``clip_grad_norm`` rescales the Adam gradient
+    g ← g·min(1, G/‖g‖₂) (global norm over all trained parameters) before each step."""
+
     seed: Annotated[int, Field(strict=True)] = 0
     dtype: Literal["float32", "float64"] = "float32"
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     phases: list[PhaseSpec] = Field(default_factory=lambda: [PhaseSpec()], min_length=1)
     checkpoint_every: PositiveInt = 500
     pretrain_steps: Annotated[int, Field(ge=0, strict=True)] = 0
+    clip_grad_norm: PositiveFloat | None = None
 
 
 class CurriculumSpec(Strict):

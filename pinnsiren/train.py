@@ -13,8 +13,10 @@ every ``balancing_every`` steps λ̂_k = max|∇_θ L_ref| / mean|∇_θ (w_k L_
 first term, smoothed as λ_k ← 0.9 λ_k + 0.1 λ̂_k).
 
 Phases run in order: Adam (constant, cosine or exponential learning-rate schedule,
-fresh points every step) and L-BFGS (strong-Wolfe line search, points fixed for the
-phase since the line search needs a deterministic objective).
+fresh points every step; with ``clip_grad_norm`` = G the gradient is rescaled to global
+norm ≤ G before the step and its norm before clipping is logged as ``grad_norm``) and
+L-BFGS (strong-Wolfe line search, points fixed for the phase since the line search needs a
+deterministic objective).
 
 Checkpoints (``checkpoint.pt``) hold the model, optimizer, balance factors, history, the
 sampler generator and the position (phase, step); ``resume=True`` continues from them.
@@ -121,6 +123,7 @@ class Trainer:
         l1: float = 0.0,
         balancing: str = "none",
         balancing_every: int = 100,
+        clip_grad_norm: float | None = None,
         after_step: Callable[[nn.Module], None] | None = None,
         progress: bool = True,
     ) -> None:
@@ -133,6 +136,7 @@ class Trainer:
         self.l1 = l1
         self.balancing = balancing
         self.balancing_every = balancing_every
+        self.clip_grad_norm = clip_grad_norm
         self.after_step = after_step
         self.progress = progress
         self.state = TrainerState(balance={t.name: 1.0 for t in self.terms})
@@ -240,7 +244,7 @@ class Trainer:
         if self.run_dir is None or not self.state.history:
             return
         buf = io.StringIO()
-        names = list(self.state.history[0])
+        names = list(dict.fromkeys(k for row in self.state.history for k in row))
         writer = csv.DictWriter(buf, fieldnames=names)
         writer.writeheader()
         writer.writerows(self.state.history)
@@ -327,6 +331,9 @@ class Trainer:
                     "lower the learning rate or the weights; the last good checkpoint is kept"
                 )
             total.backward()
+            if self.clip_grad_norm is not None and phase.optimizer == "adam":
+                norm = torch.nn.utils.clip_grad_norm_(self._params(), self.clip_grad_norm)
+                record["grad_norm"] = norm.detach()
             record.update(losses)
             record["total"] = total.detach()
             return total

@@ -207,3 +207,38 @@ def test_phase_weights_override_the_loss_weights_while_the_phase_runs():
     assert Trainer._weight(follower, phases[0]) == 1.0
     named = PhaseSpec(steps=1, weights={"a": 2.0, "c": 5.0})
     assert Trainer._weight(follower, named) == 5.0
+
+
+def test_clip_grad_norm_rescales_the_adam_gradient_and_logs_its_norm(tmp_path):
+    """L = 100 (a − 3)² at a = 1: ‖g‖ = 400 is logged, the stored gradient has norm G; an
+    L-BFGS phase first (not clipped, no grad_norm) still writes a consistent history.csv."""
+    from pinnsiren.spec import PhaseSpec
+    from pinnsiren.train import Trainer
+
+    class One(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = torch.nn.Parameter(torch.ones(1, dtype=torch.float64))
+
+    class Term:
+        name, weight = "t", 1.0
+
+        def sample(self, step):
+            return None
+
+        def loss(self, model, batch):
+            return 100 * ((model.a - 3) ** 2).sum()
+
+    model = One()
+    phases = [PhaseSpec(optimizer="adam", steps=1, lr=1e-3)]
+    trainer = Trainer(model, [Term()], phases, clip_grad_norm=0.5, progress=False)
+    trainer.run()
+    assert trainer.state.history[0]["grad_norm"] == pytest.approx(400.0)
+    assert model.a.grad.abs().item() == pytest.approx(0.5)
+
+    model = One()
+    phases = [PhaseSpec(optimizer="lbfgs", steps=1), PhaseSpec(optimizer="adam", steps=2, lr=1e-3)]
+    trainer = Trainer(model, [Term()], phases, run_dir=tmp_path, clip_grad_norm=0.5, progress=False)
+    trainer.run()
+    rows = _history(tmp_path)
+    assert rows[0]["grad_norm"] == "" and float(rows[1]["grad_norm"]) > 0

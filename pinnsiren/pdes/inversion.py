@@ -33,7 +33,9 @@ Loss terms (weights from ``loss.weights``):
   is large;
 * ``data``: (u_s(r) − d_{r,s}) / rms(d) at the receivers (so the term is the squared relative
   misfit; with ``scattered`` the network predicts d − u₀);
-* ``tv`` (optional): mean √(|∇c|² + ε) over the region, total variation of the velocity.
+* ``tv`` (optional): mean √(|∇q|² + ε), ε = 1e-8, over the region: total variation of
+  q = c, or of the squared slowness q = 1/c² with ``pde.velocity.tv_of: slowness``
+  (∇q = −2∇c/c³); the latter is what the classical FWI regularises.
 
 Before the joint training, ``training.pretrain_steps`` Adam steps fit the wavefields to the
 PDE with the initial velocity (velocity network frozen), so the inversion starts from
@@ -251,6 +253,7 @@ def compile_inversion(spec: ProblemSpec, gen: torch.Generator) -> CompiledProble
         pde_terms.append(Term("source", spec.weight("source"), sample_source, residual))
     terms = [*pde_terms, Term("data", spec.weight("data", 1.0), sample_data, data_residual)]
     tv_weight = spec.weight("tv", 0.0)
+    tv_of_slowness = pde.velocity.tv_of == "slowness"
     if tv_weight > 0:
         lo = torch.tensor([region["x"][0], region["y"][0]], dtype=torch.float64)
         hi = torch.tensor([region["x"][1], region["y"][1]], dtype=torch.float64)
@@ -259,7 +262,9 @@ def compile_inversion(spec: ProblemSpec, gen: torch.Generator) -> CompiledProble
             return {"x": lo + (hi - lo) * torch.rand(n_tv, 2, generator=gen, dtype=torch.float64)}
 
         def tv(net: nn.Module, batch: Batch) -> Tensor:
-            _, grad = net.velocity.with_gradient(batch["x"])
+            c, grad = net.velocity.with_gradient(batch["x"])
+            if tv_of_slowness:  # ∇(1/c²) = −2∇c/c³
+                grad = -2 * grad / c**3
             return torch.sqrt((grad**2).sum(dim=1) + 1e-8)
 
         terms.append(Term("tv", tv_weight, sample_tv, tv, reduce=lambda r, b: r.mean()))
