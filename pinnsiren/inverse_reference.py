@@ -126,7 +126,7 @@ def inversion_metrics(spec: ProblemSpec, solution: GridData, reference: GridData
     metrics["data_misfit_fd"] = fd_data_misfit(spec, data, solution.grid, velocity)
     if true is not None:
         metrics["true_velocity_data_misfit_fd"] = fd_data_misfit(spec, data, solution.grid, true)
-    metrics.update(_velocity_scores(solution.fields["velocity"], true, mask, center))
+    metrics.update(_velocity_scores(velocity, true, mask, center))
     fwi = {
         f"fwi_{k}": v
         for k, v in _velocity_scores(reference.fields["velocity"], true, mask, center).items()

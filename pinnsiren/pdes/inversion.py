@@ -253,8 +253,8 @@ def compile_inversion(spec: ProblemSpec, gen: torch.Generator) -> CompiledProble
         pde_terms.append(Term("source", spec.weight("source"), sample_source, residual))
     terms = [*pde_terms, Term("data", spec.weight("data", 1.0), sample_data, data_residual)]
     tv_weight = spec.weight("tv", 0.0)
-    tv_of_slowness = pde.velocity.tv_of == "slowness"
     if tv_weight > 0:
+        tv_of_slowness = pde.velocity.tv_of == "slowness"
         lo = torch.tensor([region["x"][0], region["y"][0]], dtype=torch.float64)
         hi = torch.tensor([region["x"][1], region["y"][1]], dtype=torch.float64)
 
