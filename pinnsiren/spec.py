@@ -25,8 +25,10 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     PlainSerializer,
+    Tag,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -134,11 +136,16 @@ class Source(Strict):
     sigma: PositiveFloat = 0.01
 
 
+GridNodes = Annotated[int, Field(strict=True, ge=2)]
+
+
 class VelocityNetSpec(Strict):
     """The velocity network of an inversion (a SIREN with a bounded output).
 
     ``lr_factor``: its Adam learning rate relative to the phase's ``lr`` (L-BFGS phases use
-    one step length for all parameters).
+    one step length for all parameters). ``grid: [n_x, n_y]`` adds a learnable bilinear grid
+    of that many nodes over the region inside the PML (the whole domain without one) to the
+    network's pre-sigmoid output: a hybrid model that learns sharp edges faster.
     """
 
     width: PositiveInt = 64
@@ -146,6 +153,7 @@ class VelocityNetSpec(Strict):
     omega_0: PositiveFloat = 10.0
     hidden_omega: PositiveFloat = 30.0
     lr_factor: PositiveFloat = 1.0
+    grid: tuple[GridNodes, GridNodes] | None = None
 
 
 class UnknownVelocity(Strict):
@@ -226,6 +234,14 @@ class PoissonPDE(Strict):
     exact: FieldValue | None = None
 
 
+def _velocity_tag(value: Any) -> str:
+    """``pde.velocity`` is an inversion's unknown model when it is a mapping with ``unknown``
+    (or, when serialising, an :class:`UnknownVelocity`)."""
+    if isinstance(value, UnknownVelocity) or (isinstance(value, Mapping) and "unknown" in value):
+        return "velocity-unknown"
+    return "velocity-field"
+
+
 class HelmholtzPDE(Strict):
     """(Δ + ω²/c²) u = Σ_s a_s g_σ(x − x_s), complex u, time convention e^{+iωt}.
 
@@ -237,22 +253,16 @@ class HelmholtzPDE(Strict):
 
     kind: Literal["helmholtz"]
     omega: PositiveFloat
-    velocity: UnknownVelocity | FieldValue = 1.0
+    velocity: Annotated[
+        Annotated[UnknownVelocity, Tag("velocity-unknown")]
+        | Annotated[FieldValue, Tag("velocity-field")],
+        Discriminator(_velocity_tag),
+    ] = 1.0
     sources: list[Source] = Field(default_factory=list)
     receivers: list[tuple[Number, Number]] = Field(default_factory=list)
     data: DataSpec | None = None
     formulation: Literal["total", "scattered"] = "total"
     background: PositiveFloat | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _velocity_kind(cls, data: Any) -> Any:
-        if isinstance(data, Mapping):
-            vel = data.get("velocity")
-            if isinstance(vel, Mapping) and "unknown" in vel:
-                data = dict(data)
-                data["velocity"] = UnknownVelocity.model_validate(vel)
-        return data
 
 
 class WavePDE(Strict):
@@ -717,6 +727,7 @@ def _error_path(raw: Any, loc: Sequence[Any]) -> list[str]:
             and isinstance(part, str)
             and not part.startswith(("function-", "tagged-union", "union["))
             and part not in ("poisson", "helmholtz", "wave", "fit")
+            and not part.startswith("velocity-")
             and not re.match(r"^(float|int|str|bool|list|dict|tuple|literal|.*\[.*\])", part)
         ):
             out.append(part)  # a missing key

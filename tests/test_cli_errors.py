@@ -9,6 +9,7 @@ import math
 import subprocess
 import sys
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -50,6 +51,23 @@ def test_misspelt_top_level_key_names_it(tmp_path):
     f.write_text(yaml.safe_dump(raw))
     code, _, err = run_cli(["validate", str(f)])
     assert_user_error(code, err, "modle", str(f))
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "path"),
+    [
+        ("width", 0, "pde.velocity.model.width"),
+        ("grid", [1, 5], "pde.velocity.model.grid.0"),
+        ("zz", 1, "pde.velocity.model.zz"),
+    ],
+)
+def test_inversion_velocity_errors_name_the_whole_path(tmp_path, key, value, path):
+    raw = copy.deepcopy(RAW["helmholtz_inverse_synthetic.yaml"])
+    raw["pde"]["velocity"].setdefault("model", {})[key] = value
+    f = tmp_path / "bad.yaml"
+    f.write_text(yaml.safe_dump(raw))
+    code, _, err = run_cli(["validate", str(f)])
+    assert_user_error(code, err, f"{path}:")
 
 
 def test_validate_prints_resolved_problem():

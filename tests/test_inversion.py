@@ -194,19 +194,22 @@ def test_scattered_residual_is_the_total_field_residual():
     assert np.abs(expected[inside]).max() > 1.0 and np.abs(r[~inside]).max() == 0.0
 
 
+@pytest.mark.parametrize("grid", [None, "[9, 9]"])
 @pytest.mark.parametrize("tv_of", ["velocity", "slowness"])
-def test_tv_term_is_the_gradient_norm_of_the_chosen_quantity(tv_of):
+def test_tv_term_is_the_gradient_norm_of_the_chosen_quantity(tv_of, grid):
     """The tv residual is √(|∇q|² + 1e-8) with q = c or q = 1/c², checked by central
-    differences of the velocity network."""
-    spec = load_problem(
-        PROBLEMS / "helmholtz_inverse_synthetic.yaml",
-        [*SCATTERED, "loss.weights.tv=0.01", f"pde.velocity.tv_of={tv_of}"],
-    )
+    differences of the velocity model (the SIREN alone, or the SIREN plus a bilinear grid)."""
+    overrides = [*SCATTERED, "loss.weights.tv=0.01", f"pde.velocity.tv_of={tv_of}"]
+    if grid:
+        overrides.append(f"pde.velocity.model.grid={grid}")
+    spec = load_problem(PROBLEMS / "helmholtz_inverse_synthetic.yaml", overrides)
     compiled = compile_problem(spec, make_generator(0)).to(torch.device("cpu"), torch.float64)
     term = next(t for t in compiled.terms if t.name == "tv")
     model = compiled.extras["model"].double()
     with torch.no_grad():  # a velocity that varies by O(1) over the region
         model.velocity.net.last.weight.normal_(0.0, 1.0)
+        if grid:
+            model.velocity.grid.values.normal_(0.0, 1.0)
     x = term.sample(0)["x"][:64]
     with torch.no_grad():
         r = term.residual(model, {"x": x})

@@ -6,7 +6,9 @@ Two networks are trained together:
   trunk with two output channels per source;
 * the velocity network, a small SIREN whose output is bounded,
   c = c_min + (c_max − c_min)·sigmoid(φ(x)), and held at the background value inside the
-  PML (the layer is not part of the unknown).
+  PML (the layer is not part of the unknown). With ``pde.velocity.model.grid: [n_x, n_y]``
+  φ is the SIREN plus a bilinear grid over the region inside the PML
+  (:mod:`pinnsiren.bilinear_grid`).
 
 Two formulations (``pde.formulation``):
 
@@ -51,6 +53,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from pinnsiren.bilinear_grid import BilinearGrid
 from pinnsiren.geometry import Box, gaussian_points
 from pinnsiren.incident import incident_field
 from pinnsiren.io import GridData
@@ -77,7 +80,11 @@ from pinnsiren.spec import HelmholtzPDE, ProblemSpec, UnknownVelocity
 
 
 class BoundedVelocity(nn.Module):
-    """c(x) = c_min + (c_max − c_min)·sigmoid(φ(x)), = background outside ``inner``."""
+    """c(x) = c_min + (c_max − c_min)·sigmoid(φ(x)), = background outside ``inner``.
+
+    φ is the SIREN's output, plus the bilinear ``grid``'s value when there is one (a hybrid
+    model: the grid starts at zero and picks up sharp features the network is slow to learn).
+    """
 
     def __init__(
         self,
@@ -85,9 +92,11 @@ class BoundedVelocity(nn.Module):
         bounds: tuple[float, float],
         background: float,
         inner: tuple[tuple[float, float], tuple[float, float]] | None,
+        grid: BilinearGrid | None = None,
     ) -> None:
         super().__init__()
         self.net = net
+        self.grid = grid
         self.c_min, self.c_max = bounds
         self.background = background
         self.inner = inner
@@ -107,7 +116,8 @@ class BoundedVelocity(nn.Module):
         return (x[:, 0] >= xl) & (x[:, 0] <= xh) & (x[:, 1] >= yl) & (x[:, 1] <= yh)
 
     def forward(self, x: Tensor) -> Tensor:
-        c = self.c_min + (self.c_max - self.c_min) * torch.sigmoid(self.net(x))
+        phi = self.net(x) if self.grid is None else self.net(x) + self.grid(x)
+        c = self.c_min + (self.c_max - self.c_min) * torch.sigmoid(phi)
         mask = self._mask(x)
         if mask is None:
             return c
@@ -116,9 +126,12 @@ class BoundedVelocity(nn.Module):
     def with_gradient(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """c and ∇c (N, 2) at points inside the unknown region."""
         j = jet(self.net, x, DerivativeRequest(gradient=(0, 1)))
-        s = torch.sigmoid(j.value)
-        scale = (self.c_max - self.c_min) * s * (1 - s)
-        grad = torch.cat([scale * j.gradient[0], scale * j.gradient[1]], dim=1)
+        phi, dphi = j.value, torch.cat([j.gradient[0], j.gradient[1]], dim=1)
+        if self.grid is not None:
+            g, dg = self.grid.with_gradient(x)
+            phi, dphi = phi + g, dphi + dg
+        s = torch.sigmoid(phi)
+        grad = (self.c_max - self.c_min) * s * (1 - s) * dphi
         return self.c_min + (self.c_max - self.c_min) * s, grad
 
 
@@ -167,7 +180,12 @@ def build_inversion_model(spec: ProblemSpec, n_sources: int, seed: int) -> Inver
         2, 1, width=vm.width, depth=vm.depth, omega_0=vm.omega_0, hidden_omega=vm.hidden_omega
     )
     background = vel.background or initial_mean(spec)
-    velocity = BoundedVelocity(vnet, vel.bounds, background, _inner_box(spec))
+    inner = _inner_box(spec)
+    grid = None
+    if vm.grid is not None:
+        box = inner or (tuple(spec.domain["x"]), tuple(spec.domain["y"]))
+        grid = BilinearGrid(vm.grid, box)
+    velocity = BoundedVelocity(vnet, vel.bounds, background, inner, grid)
     velocity.set_constant(initial_mean(spec))
     if spec.pde.formulation == "scattered":
         with torch.no_grad():  # the scattered field of the background model is zero
