@@ -145,7 +145,7 @@ class VelocityNetSpec(Strict):
     ``lr_factor``: its Adam learning rate relative to the phase's ``lr`` (L-BFGS phases use
     one step length for all parameters). ``grid: [n_x, n_y]`` adds a learnable bilinear grid
     of that many nodes over the region inside the PML (the whole domain without one) to the
-    network's pre-sigmoid output: a hybrid model that learns sharp edges faster.
+    network's pre-sigmoid output: a hybrid model whose fine-scale part converges faster.
     """
 
     width: PositiveInt = 64

@@ -83,7 +83,7 @@ class BoundedVelocity(nn.Module):
     """c(x) = c_min + (c_max − c_min)·sigmoid(φ(x)), = background outside ``inner``.
 
     φ is the SIREN's output, plus the bilinear ``grid``'s value when there is one (a hybrid
-    model: the grid starts at zero and picks up sharp features the network is slow to learn).
+    model: the grid starts at zero and picks up fine-scale features the network is slow to learn).
     """
 
     def __init__(
