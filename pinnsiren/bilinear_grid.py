@@ -24,6 +24,11 @@ import torch
 from torch import Tensor, nn
 
 
+def _blend(tx: Tensor, ty: Tensor, g00: Tensor, g10: Tensor, g01: Tensor, g11: Tensor) -> Tensor:
+    """The bilinear weights of the module docstring applied to a cell's corner values."""
+    return (1 - tx) * ((1 - ty) * g00 + ty * g01) + tx * ((1 - ty) * g10 + ty * g11)
+
+
 class BilinearGrid(nn.Module):
     """Node values ``g`` (n_x, n_y), zero at the start, on the box ((x_lo, x_hi), (y_lo, y_hi))."""
 
@@ -53,14 +58,13 @@ class BilinearGrid(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """g at points x (N, 2) → (N, 1)."""
         i, j, tx, ty, _, _ = self._cell(x)
-        g00, g10, g01, g11 = self._corners(i, j)
-        return (1 - tx) * ((1 - ty) * g00 + ty * g01) + tx * ((1 - ty) * g10 + ty * g11)
+        return _blend(tx, ty, *self._corners(i, j))
 
     def with_gradient(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """g (N, 1) and ∇g (N, 2) at points x (N, 2)."""
         i, j, tx, ty, h, inside = self._cell(x)
         g00, g10, g01, g11 = self._corners(i, j)
-        value = (1 - tx) * ((1 - ty) * g00 + ty * g01) + tx * ((1 - ty) * g10 + ty * g11)
+        value = _blend(tx, ty, g00, g10, g01, g11)
         gx = ((1 - ty) * (g10 - g00) + ty * (g11 - g01)) / h[0] * inside[:, 0:1]
         gy = ((1 - tx) * (g01 - g00) + tx * (g11 - g10)) / h[1] * inside[:, 1:2]
         return value, torch.cat([gx, gy], dim=1)

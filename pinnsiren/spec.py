@@ -725,9 +725,8 @@ def _error_path(raw: Any, loc: Sequence[Any]) -> list[str]:
         elif (
             isinstance(node, Mapping)
             and isinstance(part, str)
-            and not part.startswith(("function-", "tagged-union", "union["))
+            and not part.startswith(("function-", "tagged-union", "union[", "velocity-"))
             and part not in ("poisson", "helmholtz", "wave", "fit")
-            and not part.startswith("velocity-")
             and not re.match(r"^(float|int|str|bool|list|dict|tuple|literal|.*\[.*\])", part)
         ):
             out.append(part)  # a missing key

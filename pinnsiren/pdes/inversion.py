@@ -180,12 +180,11 @@ def build_inversion_model(spec: ProblemSpec, n_sources: int, seed: int) -> Inver
         2, 1, width=vm.width, depth=vm.depth, omega_0=vm.omega_0, hidden_omega=vm.hidden_omega
     )
     background = vel.background or initial_mean(spec)
-    inner = _inner_box(spec)
     grid = None
     if vm.grid is not None:
-        box = inner or (tuple(spec.domain["x"]), tuple(spec.domain["y"]))
-        grid = BilinearGrid(vm.grid, box)
-    velocity = BoundedVelocity(vnet, vel.bounds, background, inner, grid)
+        box = physical_box(spec)  # the whole domain without a PML
+        grid = BilinearGrid(vm.grid, tuple(zip(box.lower, box.upper)))
+    velocity = BoundedVelocity(vnet, vel.bounds, background, _inner_box(spec), grid)
     velocity.set_constant(initial_mean(spec))
     if spec.pde.formulation == "scattered":
         with torch.no_grad():  # the scattered field of the background model is zero
