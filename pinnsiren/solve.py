@@ -176,6 +176,7 @@ def solve(
         balancing_every=spec.loss.balancing_every,
         clip_grad_norm=spec.training.clip_grad_norm,
         after_step=after_step,
+        before_step=compiled.extras.get("before_step"),
         progress=progress,
     )
     if resume:

@@ -477,7 +477,14 @@ class PhaseSpec(Strict):
 
 class TrainingSpec(Strict):
     """Seed, precision, device, optimizer phases; ``clip_grad_norm`` rescales the Adam gradient
-    g ← g·min(1, G/‖g‖₂) (global norm over all trained parameters) before each step."""
+    g ← g·min(1, G/‖g‖₂) (global norm over all trained parameters) before each step.
+
+    ``output_layer: least_squares`` (Helmholtz inversion): every step the wavefield network's
+    affine output layer is solved for as the weighted linear least-squares fit of the step's
+    PDE-residual terms (the receivers do not enter it), differentiably, so the data term
+    reaches the velocity through that PDE solution; Adam trains the hidden layers and the
+    velocity. Adam phases only (the solve's graph is used once per step).
+    """
 
     seed: Annotated[int, Field(strict=True)] = 0
     dtype: Literal["float32", "float64"] = "float32"
@@ -486,6 +493,7 @@ class TrainingSpec(Strict):
     checkpoint_every: PositiveInt = 500
     pretrain_steps: Annotated[int, Field(ge=0, strict=True)] = 0
     clip_grad_norm: PositiveFloat | None = None
+    output_layer: Literal["adam", "least_squares"] = "adam"
 
 
 class CurriculumSpec(Strict):
@@ -895,6 +903,14 @@ def _check(spec: ProblemSpec, file: str) -> None:
                 fail(f"evaluation.region.{axis}", f"no axis {axis} in the domain")
             if not a < b2:
                 fail(f"evaluation.region.{axis}", "must be [low, high] with low < high")
+    if spec.training.output_layer == "least_squares" and not (
+        kind == "helmholtz" and isinstance(spec.pde.velocity, UnknownVelocity)
+    ):
+        fail("training.output_layer", "least_squares is implemented for Helmholtz inversion only")
+    if spec.training.output_layer == "least_squares":
+        for i, phase in enumerate(spec.training.phases):
+            if phase.optimizer != "adam":
+                fail(f"training.phases.{i}.optimizer", "output_layer least_squares needs adam")
     if spec.model.init == "tuner" and spec.model.kind != "siren":
         fail("model.init", "tuner initialisation needs model.kind siren")
 

@@ -18,6 +18,11 @@ norm ≤ G before the step and its norm before clipping is logged as ``grad_norm
 L-BFGS (strong-Wolfe line search, points fixed for the phase since the line search needs a
 deterministic objective).
 
+Hooks: ``before_step(model, batches, weights)`` runs after a step's points are drawn and
+before its loss is evaluated, with the terms' effective weights λ_k w_k (e.g. to solve for
+a linear output layer on exactly these points); ``after_step(model)`` runs after the
+optimizer step (e.g. to clamp weights).
+
 Checkpoints (``checkpoint.pt``) hold the model, optimizer, balance factors, history, the
 sampler generator and the position (phase, step); ``resume=True`` continues from them.
 Ctrl-C saves a checkpoint and raises :class:`TrainingInterrupted`; a non-finite loss
@@ -125,6 +130,7 @@ class Trainer:
         balancing_every: int = 100,
         clip_grad_norm: float | None = None,
         after_step: Callable[[nn.Module], None] | None = None,
+        before_step: Callable[[nn.Module, dict[str, Any], dict[str, float]], None] | None = None,
         progress: bool = True,
     ) -> None:
         self.model = model
@@ -138,6 +144,7 @@ class Trainer:
         self.balancing_every = balancing_every
         self.clip_grad_norm = clip_grad_norm
         self.after_step = after_step
+        self.before_step = before_step
         self.progress = progress
         self.state = TrainerState(balance={t.name: 1.0 for t in self.terms})
         self.optimizer: torch.optim.Optimizer | None = None
@@ -345,6 +352,10 @@ class Trainer:
             and len(self.terms) > 1
         ):
             self._rebalance(self._losses(batches), phase)
+        if self.before_step is not None:
+            balance = self.state.balance
+            weights = {t.name: balance[t.name] * self._weight(t, phase) for t in self.terms}
+            self.before_step(self.model, batches, weights)
         if phase.optimizer == "lbfgs":
             saved = [p.detach().clone() for p in self._params()]
             try:

@@ -70,6 +70,16 @@ def test_inversion_velocity_errors_name_the_whole_path(tmp_path, key, value, pat
     assert_user_error(code, err, f"{path}:")
 
 
+@pytest.mark.parametrize("name", ["poisson_manufactured.yaml", "helmholtz_circle.yaml"])
+def test_least_squares_output_layer_outside_an_inversion_is_refused(tmp_path, name):
+    raw = copy.deepcopy(RAW[name])
+    raw.setdefault("training", {})["output_layer"] = "least_squares"
+    f = tmp_path / "bad.yaml"
+    f.write_text(yaml.safe_dump(raw))
+    code, _, err = run_cli(["validate", str(f)])
+    assert_user_error(code, err, "training.output_layer:", "Helmholtz inversion only")
+
+
 def test_validate_prints_resolved_problem():
     code, out, err = run_cli(["validate", str(PROBLEMS / "wave_gaussian.yaml")])
     assert code == 0, err

@@ -39,6 +39,13 @@ Loss terms (weights from ``loss.weights``):
   q = c, or of the squared slowness q = 1/c² with ``pde.velocity.tv_of: slowness``
   (∇q = −2∇c/c³); the latter is what the classical FWI regularises.
 
+With ``training.output_layer: least_squares`` the wavefield network's output layer is not
+trained but solved for at every step: the least-squares solution of the step's PDE terms in
+the span of the network's last hidden features, differentiated through, so that the data
+misfit depends on the velocity only through a PDE solution (as in adjoint-state FWI) and the
+wavefield cannot bend towards the receivers at the cost of a PDE residual; see
+``project_output_layer`` in :func:`compile_inversion`.
+
 Before the joint training, ``training.pretrain_steps`` Adam steps fit the wavefields to the
 PDE with the initial velocity (velocity network frozen), so the inversion starts from
 physically consistent fields.
@@ -68,9 +75,10 @@ from pinnsiren.pdes.base import (
     predict,
 )
 from pinnsiren.pdes.helmholtz import (
+    HELMHOLTZ_REQUEST,
+    apply_operator,
     cmul,
     helmholtz_batch,
-    helmholtz_residual,
     interior_terms,
     pairs,
     physical_box,
@@ -238,14 +246,26 @@ def compile_inversion(spec: ProblemSpec, gen: torch.Generator) -> CompiledProble
         pts = [gaussian_points(per, s.position, 2 * s.sigma, gen, box) for s in sources]
         return batch_at(torch.cat(pts))
 
+    def forcing(batch: Batch, c: Tensor) -> Tensor:
+        """g in r = L_PML v + C (ω²/c²) v − g, real pairs (N, 2·S): C f_s, or with
+        ``scattered`` C ω² (1/c₀² − 1/c²) u₀_s."""
+        g = batch["Cf"]
+        if not scattered:
+            return g
+        return g + cmul(batch["C"] * (omega**2 * (1 / c0**2 - 1 / c**2)), batch["u0"])
+
     def pde_residual(wave: nn.Module, batch: Batch, c: Tensor) -> Tensor:
         """The residual r of the module docstring, real pairs (N, 2·S)."""
-        r = helmholtz_residual(wave, batch, omega**2 / c**2)
-        if not scattered:
-            return r
-        return r - cmul(batch["C"] * (omega**2 * (1 / c0**2 - 1 / c**2)), batch["u0"])
+        j = jet(wave, batch["x"], HELMHOLTZ_REQUEST)
+        ck2 = batch["C"] * (omega**2 / c**2)
+        derivs = (j.value, j.gradient[0], j.gradient[1], j.second[0], j.second[1])
+        r = apply_operator(batch, *derivs, ck2)
+        return r - forcing(batch, c)
 
     def residual(net: nn.Module, batch: Batch) -> Tensor:
+        projected = projected_residual(batch)
+        if projected is not None:
+            return projected
         return pde_residual(net.wave, batch, net.velocity(batch["x"]))
 
     rec = torch.as_tensor(data.receivers, dtype=torch.float64)
@@ -262,7 +282,12 @@ def compile_inversion(spec: ProblemSpec, gen: torch.Generator) -> CompiledProble
         return {"x": rec, "d": d_pairs}
 
     def data_residual(net: nn.Module, batch: Batch) -> Tensor:
-        return (net.wave(batch["x"]) - batch["d"]) / rms
+        if "coef" not in projection:
+            return (net.wave(batch["x"]) - batch["d"]) / rms
+        phi = _feature_net(net.wave, feature_cache)(batch["x"])
+        phi = torch.cat([phi, torch.ones_like(phi[:, :1])], dim=1).to(torch.complex128)
+        pred = _real_pairs(phi @ projection["coef"]).to(batch["d"].dtype)
+        return (pred - batch["d"]) / rms
 
     pde_terms = [Term("residual", spec.weight("residual"), sample_residual, residual)]
     pde_terms += interior_terms(spec, gen, batch_at, residual)
@@ -304,6 +329,69 @@ def compile_inversion(spec: ProblemSpec, gen: torch.Generator) -> CompiledProble
         out.attrs["region"] = repr(region)
         return out
 
+    least_squares = spec.training.output_layer == "least_squares"
+    if least_squares:
+        model.wave.last.requires_grad_(False)  # solved for, not trained
+    feature_cache: dict[int, Siren] = {}
+    projection: dict[str, object] = {}
+
+    def project_output_layer(
+        net: InversionModel, batches: dict[str, Batch], weights: dict[str, float]
+    ) -> None:
+        """Solve the PDE for the wavefield network's output layer (differentiably).
+
+        With hidden features φ_k(x) (k = 1…K, plus the constant φ_0 = 1) the field of source s
+        is v_s = Σ_k a_sk φ_k, complex a_sk = W[2s, k] + i W[2s+1, k] (bias for k = 0), and its
+        residual L v_s − g_s = Σ_k a_sk L φ_k − g_s is affine in a. ``a`` is set to the
+        minimiser of the step's weighted PDE terms, Σ_t w_t/N_t Σ_i Σ_s |r_its|² + λ‖a‖²
+        (λ = 1e-10 · mean diagonal of the normal matrix), from the normal equations with
+        :func:`torch.linalg.solve`, which autograd differentiates through. The receivers do
+        not enter this fit: the predicted data are those of the best PDE solution the
+        features can express, so the data term reaches the velocity (and the features) only
+        through a(c, φ), as in adjoint-state FWI, and the wavefield cannot trade a PDE
+        residual for a closer fit of the receivers through its output layer.
+        """
+        feat = _feature_net(net.wave, feature_cache)
+        parts: dict[int, tuple[Batch, Tensor, Tensor]] = {}
+        rows, rhs = [], []
+        for t in pde_terms:
+            b = batches[t.name]
+            c = net.velocity(b["x"])
+            j = jet(feat, b["x"], HELMHOLTZ_REQUEST)
+            ck2 = b["C"] * (omega**2 / c**2)
+            derivs = (j.value, j.gradient[0], j.gradient[1], j.second[0], j.second[1])
+            lphi = apply_operator(b, *(_as_real_pairs(d) for d in derivs), ck2)
+            m = torch.cat([_complex(lphi), _complex(ck2)], dim=1)  # L φ_k, L 1 = C k²
+            g = _complex(forcing(b, c))
+            parts[id(b)] = (b, m, g)
+            w = weights.get(t.name, 0.0)
+            if w > 0:
+                scale = math.sqrt(w / len(b["x"]))
+                rows.append(scale * m)
+                rhs.append(scale * g)
+        a_mat, b_mat = torch.cat(rows), torch.cat(rhs)
+        normal = a_mat.mH @ a_mat
+        ridge = 1e-10 * normal.diagonal().real.mean().detach()
+        eye = torch.eye(normal.shape[0], dtype=normal.dtype, device=normal.device)
+        coef = torch.linalg.solve(normal + ridge * eye, a_mat.mH @ b_mat)  # (K + 1, S)
+        projection.update(coef=coef, parts=parts)
+        wave = net.wave
+        k = wave.last.in_features
+        with torch.no_grad():  # the plain network now predicts the projected fields
+            dtype = wave.last.weight.dtype
+            wave.last.weight[0::2] = coef[:k].real.T.to(dtype)
+            wave.last.weight[1::2] = coef[:k].imag.T.to(dtype)
+            wave.last.bias[0::2] = coef[k].real.to(dtype)
+            wave.last.bias[1::2] = coef[k].imag.to(dtype)
+
+    def projected_residual(batch: Batch) -> Tensor | None:
+        """The residual of ``batch`` with this step's projected output layer, if there is one."""
+        part = projection.get("parts", {}).get(id(batch))
+        if part is None or part[0] is not batch:
+            return None
+        _, m, g = part
+        return _real_pairs(m @ projection["coef"] - g)
+
     def pretrain(net: InversionModel, trainer) -> None:
         steps = spec.training.pretrain_steps
         if steps <= 0:
@@ -314,12 +402,17 @@ def compile_inversion(spec: ProblemSpec, gen: torch.Generator) -> CompiledProble
         for step in bar:
             batches = [t.sample(step) for t in pde_terms]
             opt.zero_grad(set_to_none=True)
-            with torch.no_grad():
-                cs = [net.velocity(b["x"]) for b in batches]
-            loss = sum(
-                t.weight * (pde_residual(net.wave, b, c) ** 2).sum(dim=-1).mean()
-                for t, b, c in zip(pde_terms, batches, cs)
-            )
+            if least_squares:  # the output layer is the PDE solution in the features' span
+                named = {t.name: b for t, b in zip(pde_terms, batches)}
+                project_output_layer(net, named, {t.name: t.weight for t in pde_terms})
+                loss = sum(t.weight * t.loss(net, b) for t, b in zip(pde_terms, batches))
+            else:
+                with torch.no_grad():
+                    cs = [net.velocity(b["x"]) for b in batches]
+                loss = sum(
+                    t.weight * (pde_residual(net.wave, b, c) ** 2).sum(dim=-1).mean()
+                    for t, b, c in zip(pde_terms, batches, cs)
+                )
             loss.backward()
             opt.step()
             if step % 10 == 0:
@@ -348,11 +441,50 @@ def compile_inversion(spec: ProblemSpec, gen: torch.Generator) -> CompiledProble
         {
             "model": model,
             "pretrain": pretrain,
+            "before_step": project_output_layer if least_squares else None,
             "writers": {"velocity": write_velocity},
             "receiver_data": data,
             "region": region,
         },
     )
+
+
+def _feature_net(wave: Siren, cache: dict[int, Siren]) -> Siren:
+    """A SIREN sharing ``wave``'s input and hidden layers whose outputs are its last hidden
+    features φ_k (identity output layer), built once per network."""
+    feat = cache.get(id(wave))
+    if feat is None:
+        k = wave.last.in_features
+        feat = Siren(
+            wave.first.in_features,
+            k,
+            width=k,
+            depth=len(wave.hidden),
+            omega_0=wave.omega_0,
+            hidden_omega=wave.hidden_omega,
+        ).to(device=wave.last.weight.device, dtype=wave.last.weight.dtype)
+        feat.first, feat.hidden, feat.input_scale = wave.first, wave.hidden, wave.input_scale
+        with torch.no_grad():
+            feat.last.weight.copy_(torch.eye(k))
+            feat.last.bias.zero_()
+        feat.last.requires_grad_(False)
+        cache[id(wave)] = feat
+    return feat
+
+
+def _as_real_pairs(h: Tensor) -> Tensor:
+    """Real features (N, K) → complex pairs (N, 2K) with zero imaginary parts."""
+    return torch.stack([h, torch.zeros_like(h)], dim=-1).flatten(1)
+
+
+def _real_pairs(z: Tensor) -> Tensor:
+    """Complex (N, S) → real pairs (N, 2·S)."""
+    return torch.stack([z.real, z.imag], dim=-1).flatten(1)
+
+
+def _complex(pairs_: Tensor) -> Tensor:
+    """Real pairs (N, 2·S) → complex (N, S)."""
+    return torch.complex(pairs_[:, 0::2].double(), pairs_[:, 1::2].double())
 
 
 def true_velocity_on(spec: ProblemSpec, grid: dict[str, np.ndarray]) -> np.ndarray | None:
