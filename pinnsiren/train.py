@@ -345,6 +345,10 @@ class Trainer:
             record["total"] = total.detach()
             return total
 
+        if self.before_step is not None:
+            balance = self.state.balance
+            weights = {t.name: balance[t.name] * self._weight(t, phase) for t in self.terms}
+            self.before_step(self.model, batches, weights)
         if (
             self.balancing == "grad_norm"
             and phase.optimizer == "adam"
@@ -352,10 +356,6 @@ class Trainer:
             and len(self.terms) > 1
         ):
             self._rebalance(self._losses(batches), phase)
-        if self.before_step is not None:
-            balance = self.state.balance
-            weights = {t.name: balance[t.name] * self._weight(t, phase) for t in self.terms}
-            self.before_step(self.model, batches, weights)
         if phase.optimizer == "lbfgs":
             saved = [p.detach().clone() for p in self._params()]
             try:

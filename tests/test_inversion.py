@@ -318,3 +318,25 @@ def test_least_squares_output_layer_end_to_end(tmp_path):
     assert np.isfinite(last) and last < first
     c = read_grid_data(tmp_path / "velocity.h5").fields["velocity"]
     assert c.max() - c.min() > 1e-3
+
+
+def test_least_squares_output_layer_with_gradient_balancing(tmp_path):
+    """The solve runs before the balancing factors are measured, so both see this step's
+    graph (a stale projection would fail on backward)."""
+    spec = load_problem(
+        PROBLEMS / "helmholtz_inverse_synthetic.yaml",
+        [
+            *COARSE,
+            "training.output_layer=least_squares",
+            "training.pretrain_steps=0",
+            "training.phases.0.steps=4",
+            "loss.balancing=grad_norm",
+            "loss.balancing_every=2",
+        ],
+    )
+    result = solve(spec, tmp_path, progress=False)
+    assert result.train.steps == 4
+    with open(tmp_path / "history.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert all(np.isfinite(float(r["total"])) for r in rows)
+    assert any(float(r["balance_data"]) != 1.0 for r in rows)
