@@ -187,6 +187,8 @@ def solve(
         result = trainer.run()
     except TrainingDiverged as exc:
         raise UserError(f"{spec.name}: {exc}") from None
+    if compiled.extras.get("finish") is not None:
+        compiled.extras["finish"](model)
     model.eval()
     data = compiled.evaluate(model)
     write_grid_data(run_dir / "solution.h5", data)

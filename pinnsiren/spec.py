@@ -908,9 +908,16 @@ def _check(spec: ProblemSpec, file: str) -> None:
     ):
         fail("training.output_layer", "least_squares is implemented for Helmholtz inversion only")
     if spec.training.output_layer == "least_squares":
+        if spec.loss.weights.get("residual", 1.0) <= 0:
+            fail("loss.weights.residual", "output_layer least_squares needs a residual weight > 0")
         for i, phase in enumerate(spec.training.phases):
             if phase.optimizer != "adam":
                 fail(f"training.phases.{i}.optimizer", "output_layer least_squares needs adam")
+            if phase.weights.get("residual", 1.0) <= 0:
+                fail(
+                    f"training.phases.{i}.weights.residual",
+                    "output_layer least_squares needs a residual weight > 0",
+                )
     if spec.model.init == "tuner" and spec.model.kind != "siren":
         fail("model.init", "tuner initialisation needs model.kind siren")
 

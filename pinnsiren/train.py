@@ -19,9 +19,9 @@ L-BFGS (strong-Wolfe line search, points fixed for the phase since the line sear
 deterministic objective).
 
 Hooks: ``before_step(model, batches, weights)`` runs after a step's points are drawn and
-before its loss is evaluated, with the terms' effective weights λ_k w_k (e.g. to solve for
-a linear output layer on exactly these points); ``after_step(model)`` runs after the
-optimizer step (e.g. to clamp weights).
+before its loss is evaluated (and before a balancing step updates λ_k), with the terms'
+weights λ_k w_k as they stand (e.g. to solve for a linear output layer on exactly these
+points); ``after_step(model)`` runs after the optimizer step (e.g. to clamp weights).
 
 Checkpoints (``checkpoint.pt``) hold the model, optimizer, balance factors, history, the
 sampler generator and the position (phase, step); ``resume=True`` continues from them.

@@ -80,6 +80,23 @@ def test_least_squares_output_layer_outside_an_inversion_is_refused(tmp_path, na
     assert_user_error(code, err, "training.output_layer:", "Helmholtz inversion only")
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "path"),
+    [
+        ("optimizer", "lbfgs", "training.phases.0.optimizer"),
+        ("weights", {"residual": 0.0}, "training.phases.0.weights.residual"),
+    ],
+)
+def test_least_squares_output_layer_needs_adam_and_a_residual(tmp_path, key, value, path):
+    raw = copy.deepcopy(RAW["helmholtz_inverse_synthetic.yaml"])
+    raw["training"]["output_layer"] = "least_squares"
+    raw["training"]["phases"][0][key] = value
+    f = tmp_path / "bad.yaml"
+    f.write_text(yaml.safe_dump(raw))
+    code, _, err = run_cli(["validate", str(f)])
+    assert_user_error(code, err, f"{path}:", "least_squares")
+
+
 def test_validate_prints_resolved_problem():
     code, out, err = run_cli(["validate", str(PROBLEMS / "wave_gaussian.yaml")])
     assert code == 0, err

@@ -43,8 +43,9 @@ With ``training.output_layer: least_squares`` the wavefield network's output lay
 trained but solved for at every step: the least-squares solution of the step's PDE terms in
 the span of the network's last hidden features, differentiated through, so that the data
 misfit depends on the velocity only through a PDE solution (as in adjoint-state FWI) and the
-wavefield cannot bend towards the receivers at the cost of a PDE residual; see
-``project_output_layer`` in :func:`compile_inversion`.
+output layer cannot trade a PDE residual for a closer fit of the receivers (the hidden
+layers still learn from both); see ``project_output_layer`` in :func:`compile_inversion`.
+After training the layer is solved once more for the final hidden layers and velocity.
 
 Before the joint training, ``training.pretrain_steps`` Adam steps fit the wavefields to the
 PDE with the initial velocity (velocity network frozen), so the inversion starts from
@@ -346,10 +347,10 @@ def compile_inversion(spec: ProblemSpec, gen: torch.Generator) -> CompiledProble
         minimiser of the step's weighted PDE terms, Σ_t w_t/N_t Σ_i Σ_s |r_its|² + λ‖a‖²
         (λ = 1e-10 · mean diagonal of the normal matrix), from the normal equations with
         :func:`torch.linalg.solve`, which autograd differentiates through. The receivers do
-        not enter this fit: the predicted data are those of the best PDE solution the
-        features can express, so the data term reaches the velocity (and the features) only
-        through a(c, φ), as in adjoint-state FWI, and the wavefield cannot trade a PDE
-        residual for a closer fit of the receivers through its output layer.
+        not enter this fit: the predicted data Σ_k a_sk(c, φ) φ_k(x_r) are those of the best
+        PDE solution the features can express, so the data term reaches the velocity only
+        through a(c, φ), as in adjoint-state FWI, and the output layer cannot trade a PDE
+        residual for a closer fit of the receivers (the hidden layers learn from both).
         """
         feat = _feature_net(net.wave, feature_cache)
         parts: dict[int, tuple[Batch, Tensor, Tensor]] = {}
@@ -404,8 +405,10 @@ def compile_inversion(spec: ProblemSpec, gen: torch.Generator) -> CompiledProble
             opt.zero_grad(set_to_none=True)
             if least_squares:  # the output layer is the PDE solution in the features' span
                 named = {t.name: b for t, b in zip(pde_terms, batches)}
+                net.velocity.requires_grad_(False)
                 project_output_layer(net, named, {t.name: t.weight for t in pde_terms})
                 loss = sum(t.weight * t.loss(net, b) for t, b in zip(pde_terms, batches))
+                net.velocity.requires_grad_(True)
             else:
                 with torch.no_grad():
                     cs = [net.velocity(b["x"]) for b in batches]
@@ -417,6 +420,15 @@ def compile_inversion(spec: ProblemSpec, gen: torch.Generator) -> CompiledProble
             opt.step()
             if step % 10 == 0:
                 bar.set_postfix(pde=f"{loss.item():.2e}")
+        projection.clear()
+
+    def finish(net: InversionModel) -> None:
+        """Solve the output layer once more for the trained hidden layers and velocity (the
+        last training step's solve preceded that step's update), on fresh points."""
+        with torch.no_grad():
+            batches = {t.name: t.sample(0) for t in pde_terms}
+            project_output_layer(net, batches, {t.name: t.weight for t in pde_terms})
+        projection.clear()
 
     def write_velocity(run_dir, net: nn.Module) -> None:
         from pinnsiren.io import write_grid_data
@@ -442,6 +454,7 @@ def compile_inversion(spec: ProblemSpec, gen: torch.Generator) -> CompiledProble
             "model": model,
             "pretrain": pretrain,
             "before_step": project_output_layer if least_squares else None,
+            "finish": finish if least_squares else None,
             "writers": {"velocity": write_velocity},
             "receiver_data": data,
             "region": region,
@@ -453,16 +466,17 @@ def _feature_net(wave: Siren, cache: dict[int, Siren]) -> Siren:
     """A SIREN sharing ``wave``'s input and hidden layers whose outputs are its last hidden
     features φ_k (identity output layer), built once per network."""
     feat = cache.get(id(wave))
-    if feat is None:
+    if feat is None or feat.input_scale is not wave.input_scale:  # new, or moved by .to()
         k = wave.last.in_features
-        feat = Siren(
-            wave.first.in_features,
-            k,
-            width=k,
-            depth=len(wave.hidden),
-            omega_0=wave.omega_0,
-            hidden_omega=wave.hidden_omega,
-        ).to(device=wave.last.weight.device, dtype=wave.last.weight.dtype)
+        with torch.random.fork_rng(devices=[]):  # its own initial weights are thrown away
+            feat = Siren(
+                wave.first.in_features,
+                k,
+                width=k,
+                depth=len(wave.hidden),
+                omega_0=wave.omega_0,
+                hidden_omega=wave.hidden_omega,
+            ).to(device=wave.last.weight.device, dtype=wave.last.weight.dtype)
         feat.first, feat.hidden, feat.input_scale = wave.first, wave.hidden, wave.input_scale
         with torch.no_grad():
             feat.last.weight.copy_(torch.eye(k))
