@@ -903,11 +903,11 @@ def _check(spec: ProblemSpec, file: str) -> None:
                 fail(f"evaluation.region.{axis}", f"no axis {axis} in the domain")
             if not a < b2:
                 fail(f"evaluation.region.{axis}", "must be [low, high] with low < high")
-    if spec.training.output_layer == "least_squares" and not (
-        kind == "helmholtz" and isinstance(spec.pde.velocity, UnknownVelocity)
-    ):
-        fail("training.output_layer", "least_squares is implemented for Helmholtz inversion only")
     if spec.training.output_layer == "least_squares":
+        if not (kind == "helmholtz" and isinstance(spec.pde.velocity, UnknownVelocity)):
+            fail(
+                "training.output_layer", "least_squares is implemented for Helmholtz inversion only"
+            )
         if spec.loss.weights.get("residual", 1.0) <= 0:
             fail("loss.weights.residual", "output_layer least_squares needs a residual weight > 0")
         for i, phase in enumerate(spec.training.phases):

@@ -187,10 +187,13 @@ class Trainer:
             return phase.weights[follows]
         return term.weight
 
+    def _weights(self, phase: PhaseSpec) -> dict[str, float]:
+        """λ_k w_k of every term, as they stand."""
+        return {t.name: self.state.balance[t.name] * self._weight(t, phase) for t in self.terms}
+
     def _total(self, losses: dict[str, Tensor], phase: PhaseSpec) -> Tensor:
-        total = sum(
-            self.state.balance[t.name] * self._weight(t, phase) * losses[t.name] for t in self.terms
-        )
+        weights = self._weights(phase)
+        total = sum(weights[t.name] * losses[t.name] for t in self.terms)
         if self.l1 > 0:
             from pinnsiren.sparsity import l1_penalty
 
@@ -346,9 +349,7 @@ class Trainer:
             return total
 
         if self.before_step is not None:
-            balance = self.state.balance
-            weights = {t.name: balance[t.name] * self._weight(t, phase) for t in self.terms}
-            self.before_step(self.model, batches, weights)
+            self.before_step(self.model, batches, self._weights(phase))
         if (
             self.balancing == "grad_norm"
             and phase.optimizer == "adam"

@@ -80,6 +80,7 @@ from pinnsiren.pdes.helmholtz import (
     apply_operator,
     cmul,
     helmholtz_batch,
+    helmholtz_residual,
     interior_terms,
     pairs,
     physical_box,
@@ -247,21 +248,20 @@ def compile_inversion(spec: ProblemSpec, gen: torch.Generator) -> CompiledProble
         pts = [gaussian_points(per, s.position, 2 * s.sigma, gen, box) for s in sources]
         return batch_at(torch.cat(pts))
 
+    def scattering_source(batch: Batch, c: Tensor) -> Tensor:
+        """C ω² (1/c₀² − 1/c²) u₀_s of the scattered formulation, real pairs (N, 2·S)."""
+        return cmul(batch["C"] * (omega**2 * (1 / c0**2 - 1 / c**2)), batch["u0"])
+
     def forcing(batch: Batch, c: Tensor) -> Tensor:
-        """g in r = L_PML v + C (ω²/c²) v − g, real pairs (N, 2·S): C f_s, or with
-        ``scattered`` C ω² (1/c₀² − 1/c²) u₀_s."""
+        """g in r = L_PML v + C (ω²/c²) v − g, real pairs (N, 2·S): C f_s, plus the
+        scattering source with ``scattered``."""
         g = batch["Cf"]
-        if not scattered:
-            return g
-        return g + cmul(batch["C"] * (omega**2 * (1 / c0**2 - 1 / c**2)), batch["u0"])
+        return g + scattering_source(batch, c) if scattered else g
 
     def pde_residual(wave: nn.Module, batch: Batch, c: Tensor) -> Tensor:
         """The residual r of the module docstring, real pairs (N, 2·S)."""
-        j = jet(wave, batch["x"], HELMHOLTZ_REQUEST)
-        ck2 = batch["C"] * (omega**2 / c**2)
-        derivs = (j.value, j.gradient[0], j.gradient[1], j.second[0], j.second[1])
-        r = apply_operator(batch, *derivs, ck2)
-        return r - forcing(batch, c)
+        r = helmholtz_residual(wave, batch, omega**2 / c**2)
+        return r - scattering_source(batch, c) if scattered else r
 
     def residual(net: nn.Module, batch: Batch) -> Tensor:
         projected = projected_residual(batch)
