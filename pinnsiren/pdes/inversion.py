@@ -33,8 +33,10 @@ Loss terms (weights from ``loss.weights``):
   in the physical region inside the PML, where the velocity is unknown;
 * ``source`` (``total`` only): the same residual at points drawn around the sources, where f
   is large;
-* ``data``: (u_s(r) − d_{r,s}) / rms(d) at the receivers (so the term is the squared relative
-  misfit; with ``scattered`` the network predicts d − u₀);
+* ``data``: (u_s(r) − d_{r,s}) / rms(d) at the receivers, rms over all receivers and sources;
+  summed over the sources (real and imaginary parts) and averaged over the receivers, the term
+  is S·Σ|u − d|²/Σ|d|², S times the squared relative misfit for S sources (with
+  ``scattered`` the network predicts d − u₀);
 * ``tv`` (optional): mean √(|∇q|² + ε), ε = 1e-8, over the region: total variation of
   q = c, or of the squared slowness q = 1/c² with ``pde.velocity.tv_of: slowness``
   (∇q = −2∇c/c³); the latter is what the classical FWI regularises.
