@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from pinnsiren.compare import compare_run
-from pinnsiren.solve import solve
-from pinnsiren.spec import load_problem
+from pinnsiren.problem import load_problem
+from pinnsiren.run.compare import compare_run
+from pinnsiren.run.solve import solve
 
 ROOT = Path(__file__).resolve().parent.parent
 

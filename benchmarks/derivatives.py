@@ -58,8 +58,8 @@ import torch
 from torch import Tensor
 from torch.func import jacfwd, jacrev, vmap
 
-from pinnsiren.jets import DerivativeRequest, jet
-from pinnsiren.nets import Siren
+from pinnsiren.engine.jets import DerivativeRequest, jet
+from pinnsiren.engine.nets import Siren
 
 Step = Callable[[], Tensor]
 Pair = tuple[Tensor, Tensor]

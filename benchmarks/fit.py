@@ -39,6 +39,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from pinnsiren.engine.sampling import make_generator
+from pinnsiren.engine.train import Trainer
+from pinnsiren.families.fit.compile import DEFAULT_BATCH, gauge_of
+from pinnsiren.families.fit.metrics import fit_metrics
+from pinnsiren.problem import load_problem
+from pinnsiren.run.solve import build_model_for
+
 ROOT = Path(__file__).resolve().parents[1]
 PROBLEM = ROOT / "problems" / "poisson_image_gradient.yaml"
 MODELS = ("siren", "tanh", "relu_pe")
@@ -47,14 +56,6 @@ SUPERVISIONS = ("gradient", "laplacian")
 
 def run_case(model: str, supervision: str, args: argparse.Namespace) -> dict[str, Any]:
     """Train one (model, supervision) case and return its metrics."""
-    from pinnsiren.fit_metrics import fit_metrics
-    from pinnsiren.geometry import make_generator
-    from pinnsiren.pdes import compile_problem
-    from pinnsiren.pdes.fit import DEFAULT_BATCH
-    from pinnsiren.solve import make_model
-    from pinnsiren.spec import load_problem
-    from pinnsiren.train import Trainer
-
     batch = args.batch or min(DEFAULT_BATCH, args.size * args.size)
     overrides = [
         f"pde.supervision={supervision}",
@@ -74,8 +75,8 @@ def run_case(model: str, supervision: str, args: argparse.Namespace) -> dict[str
     ]
     spec = load_problem(PROBLEM, overrides)
     gen = make_generator(args.seed)
-    compiled = compile_problem(spec, gen)
-    net = make_model(spec, compiled.in_axes, 1, float(args.omega_0), args.seed)
+    compiled = spec.family.compile(spec, gen)
+    net = build_model_for(spec, compiled, float(args.omega_0))
     trainer = Trainer(net, compiled.terms, spec.training.phases, generator=gen, progress=False)
     start = time.perf_counter()
     result = trainer.run()
@@ -89,7 +90,7 @@ def run_case(model: str, supervision: str, args: argparse.Namespace) -> dict[str
         f["target"],
         data.grid["x"],
         data.grid["y"],
-        gauge=compiled.extras["gauge"],
+        gauge=gauge_of(spec),
         network=network,
     )
     return {
@@ -148,8 +149,6 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.size < 4 or args.steps < 1:
         p.error("--size must be >= 4 and --steps >= 1")
-
-    import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -20,12 +20,11 @@ from pathlib import Path
 
 import torch
 
-from pinnsiren.autofreq import fresh_for_problem
-from pinnsiren.compare import compare_run
-from pinnsiren.geometry import make_generator
-from pinnsiren.pdes import compile_problem
-from pinnsiren.solve import solve
-from pinnsiren.spec import load_problem
+from pinnsiren.engine.sampling import make_generator
+from pinnsiren.problem import load_problem
+from pinnsiren.run.compare import compare_run
+from pinnsiren.run.solve import solve
+from pinnsiren.run.tune import fresh_for_problem
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBLEMS = {
@@ -66,7 +65,7 @@ def main() -> None:
         for name in args.problems:
             extra = PROBLEMS[name]
             spec = load_problem(ROOT / "problems" / f"{name}.yaml", base + extra)
-            compiled = compile_problem(spec, make_generator(0))
+            compiled = spec.family.compile(spec, make_generator(0))
             start = time.perf_counter()
             fresh, _ = fresh_for_problem(spec, compiled.in_axes, compiled.out_features)
             select_s = time.perf_counter() - start

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from pinnsiren.geometry import make_generator
-from pinnsiren.pdes import compile_problem
-from pinnsiren.spec import load_problem
-from pinnsiren.train import Trainer
+from pinnsiren.engine.sampling import make_generator
+from pinnsiren.engine.train import Trainer
+from pinnsiren.problem import load_problem
+from pinnsiren.run.solve import build_model_for, hooks_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,15 +31,11 @@ def seconds_per_step(problem: str, output_layer: str, steps: int) -> float:
     )
     dtype = getattr(torch, spec.training.dtype)
     gen = make_generator(spec.training.seed)
-    compiled = compile_problem(spec, gen).to(torch.device("cpu"), dtype)
-    model = compiled.extras["model"].to(dtype=dtype)
+    compiled = spec.family.compile(spec, gen).to(torch.device("cpu"), dtype)
+    model = build_model_for(spec, compiled).to(dtype=dtype)
+    hooks = hooks_for(spec, compiled, model, progress=False)
     trainer = Trainer(
-        model,
-        compiled.terms,
-        spec.training.phases,
-        generator=gen,
-        before_step=compiled.extras.get("before_step"),
-        progress=False,
+        model, compiled.terms, spec.training.phases, generator=gen, hooks=hooks, progress=False
     )
     start = time.perf_counter()
     trainer.run()

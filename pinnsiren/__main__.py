@@ -1,5 +1,5 @@
 import sys
 
-from pinnsiren.cli import main
+from pinnsiren.run.cli import main
 
 sys.exit(main())

@@ -13,6 +13,7 @@ from .factorization import Factorization, available_backends
 from .helmholtz import (
     PML,
     ResolutionWarning,
+    gaussian_density,
     gaussian_source,
     helmholtz_operator,
     helmholtz_rhs,
@@ -30,6 +31,7 @@ __all__ = [
     "IncompatibleDataWarning",
     "ResolutionWarning",
     "available_backends",
+    "gaussian_density",
     "gaussian_source",
     "helmholtz_operator",
     "helmholtz_rhs",

@@ -57,6 +57,7 @@ __all__ = [
     "PML",
     "Factorization",
     "ResolutionWarning",
+    "gaussian_density",
     "gaussian_source",
     "helmholtz_operator",
     "helmholtz_rhs",
@@ -324,6 +325,28 @@ def solve_helmholtz(
     return np.ascontiguousarray(u.T).reshape(-1, x.size, y.size)
 
 
+def gaussian_density(
+    x: np.ndarray,
+    y: np.ndarray,
+    center: Sequence[float],
+    sigma: float,
+    amplitude: complex = 1.0,
+) -> np.ndarray:
+    r"""Normalised 2-D Gaussian ``amplitude * exp(-|r - r0|^2 / (2 sigma^2)) / (2 pi sigma^2)``
+    at points ``(x, y)`` (broadcastable arrays); complex.
+
+    Its integral over the plane is ``amplitude``; far from the source the Helmholtz field it
+    drives is the point-source field times ``exp(-(omega/c)^2 sigma^2 / 2)``.
+    """
+    if not (math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"sigma must be positive and finite, got {sigma}")
+    r2 = (np.asarray(x, dtype=float) - center[0]) ** 2 + (
+        np.asarray(y, dtype=float) - center[1]
+    ) ** 2
+    g = np.exp(-r2 / (2.0 * sigma**2)) / (2.0 * math.pi * sigma**2)
+    return (complex(amplitude) * g).astype(complex)
+
+
 def gaussian_source(
     x: np.ndarray,
     y: np.ndarray,
@@ -331,16 +354,7 @@ def gaussian_source(
     sigma: float,
     amplitude: complex = 1.0,
 ) -> np.ndarray:
-    r"""Normalised 2-D Gaussian ``amplitude * exp(-|r - r0|^2 / (2 sigma^2)) / (2 pi sigma^2)``.
-
-    Its integral over the plane is ``amplitude``; far from the source the Helmholtz field it
-    drives is the point-source field times ``exp(-(omega/c)^2 sigma^2 / 2)``. Returns complex
-    ``(nx, ny)`` on the ``indexing="ij"`` grid.
-    """
-    if not (math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma must be positive and finite, got {sigma}")
+    """:func:`gaussian_density` on the grid ``x × y`` (complex ``(nx, ny)``, ``indexing="ij"``)."""
     x = np.asarray(x, dtype=float)[:, None]
     y = np.asarray(y, dtype=float)[None, :]
-    r2 = (x - center[0]) ** 2 + (y - center[1]) ** 2
-    g = np.exp(-r2 / (2.0 * sigma**2)) / (2.0 * math.pi * sigma**2)
-    return (complex(amplitude) * g).astype(complex)
+    return gaussian_density(x, y, center, sigma, amplitude)

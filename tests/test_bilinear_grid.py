@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pinnsiren.bilinear_grid import BilinearGrid
+from pinnsiren.engine.bilinear_grid import BilinearGrid
 
 BOX = ((-0.5, 0.5), (-1.0, 1.0))
 

@@ -14,7 +14,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pinnsiren.cli import main
+from pinnsiren.run.cli import main
 from tests.conftest import PROBLEMS
 
 FILES = sorted(PROBLEMS.glob("*.yaml"))
@@ -70,14 +70,29 @@ def test_inversion_velocity_errors_name_the_whole_path(tmp_path, key, value, pat
     assert_user_error(code, err, f"{path}:")
 
 
-@pytest.mark.parametrize("name", ["poisson_manufactured.yaml", "helmholtz_circle.yaml"])
-def test_least_squares_output_layer_outside_an_inversion_is_refused(tmp_path, name):
-    raw = copy.deepcopy(RAW[name])
-    raw.setdefault("training", {})["output_layer"] = "least_squares"
+@pytest.mark.parametrize(
+    ("path", "value", "words"),
+    [
+        (("model", "depth"), -1, "model.depth:"),
+        (("training", "phases"), [], "training.phases: at least one phase"),
+        (("reference", "cfl"), 0.3, "reference.cfl: not used by the poisson reference"),
+        (("training", "least_squares", "points", "initial_value"), 10, "not a term of poisson"),
+    ],
+)
+def test_model_training_and_reference_keys_a_problem_cannot_use_are_refused(
+    tmp_path, path, value, words
+):
+    """A negative depth, no phases without least squares, a wave-only reference key or a
+    least-squares point count for a term the family has not: one line, exit 2."""
+    raw = copy.deepcopy(RAW["poisson_manufactured.yaml"])
+    node = raw
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    node[path[-1]] = value
     f = tmp_path / "bad.yaml"
     f.write_text(yaml.safe_dump(raw))
     code, _, err = run_cli(["validate", str(f)])
-    assert_user_error(code, err, "training.output_layer:", "Helmholtz inversion only")
+    assert_user_error(code, err, words)
 
 
 @pytest.mark.parametrize(
@@ -147,7 +162,6 @@ def _get(raw, path):
 FIELD_KEYS = {"rhs", "speed", "value", "velocity", "exact"}
 POSITIVE = [
     ("model", "width"),
-    ("model", "depth"),
     ("training", "phases", 0, "steps"),
     ("training", "phases", 0, "lr"),
     ("training", "checkpoint_every"),

@@ -14,14 +14,20 @@ import pytest
 import torch
 import yaml
 
-from pinnsiren.cli import main
-from pinnsiren.fit_metrics import apply_gauge, fit_metrics
-from pinnsiren.geometry import make_generator
-from pinnsiren.jets import DerivativeRequest, jet
-from pinnsiren.nets import build_model
-from pinnsiren.pdes import compile_problem
-from pinnsiren.pdes.fit import hessian_autograd, observed_mask, stencil_mask
-from pinnsiren.spec import MaskSpec, load_problem
+from pinnsiren.engine.jets import DerivativeRequest, jet
+from pinnsiren.engine.nets import build_model
+from pinnsiren.engine.sampling import make_generator
+from pinnsiren.families.fit.compile import (
+    gauge_of,
+    hessian_autograd,
+    load_fit_signal,
+    observed_mask,
+    stencil_mask,
+)
+from pinnsiren.families.fit.metrics import apply_gauge, fit_metrics
+from pinnsiren.families.fit.schema import MaskSpec
+from pinnsiren.problem import load_problem
+from pinnsiren.run.cli import main
 from tests.conftest import PROBLEMS
 
 FIT_FILES = (
@@ -44,7 +50,7 @@ def _one_thread() -> Iterator[None]:
 
 def _compile(name: str, *overrides: str):
     spec = load_problem(PROBLEMS / name, [*SMALL, *overrides])
-    return compile_problem(spec, make_generator(0))
+    return spec.family.compile(spec, make_generator(0))
 
 
 def run_cli(args: list[str]) -> tuple[int, str, str]:
@@ -67,7 +73,7 @@ def test_problem_files_compile(name):
     # the evaluation grid is the signal grid, whatever the YAML said
     assert cp.spec.evaluation.grid == {"x": 32, "y": 32}
     assert (
-        cp.extras["gauge"]
+        gauge_of(cp.spec)
         == {"values": "none", "gradient": "constant", "laplacian": "harmonic2"}[sup]
     )
     batch = cp.terms[0].sample(0)
@@ -83,12 +89,12 @@ def test_problem_files_compile(name):
 
 def test_signal_grid_follows_domain_and_orientation():
     cp = _compile("fit_image.yaml", "domain.x=[0.0, 3.0]", "domain.y=[-2.0, 0.0]")
-    sig = cp.extras["signal"]
+    sig = load_fit_signal(cp.spec)
     np.testing.assert_allclose(sig.x, np.linspace(0, 3, 32))
     np.testing.assert_allclose(sig.y, np.linspace(-2, 0, 32))
     assert sig.spacing == pytest.approx((3 / 31, 2 / 31))
     # Sobel target in physical units: a linear ramp s = a x + b y has gradient (a, b)
-    from pinnsiren.signals import sobel_gradient
+    from pinnsiren.families.fit.signals import sobel_gradient
 
     ramp = 0.5 * sig.x[:, None] - 2.0 * sig.y[None, :]
     gx, gy = sobel_gradient(ramp, sig.spacing)
@@ -108,13 +114,13 @@ def test_mixed_supervision_and_prior_weights():
     )
     names = {t.name: t.weight for t in cp.terms}
     assert names == {"values": 0.1, "gradient": 1.0, "tv": 2.0e-3, "hessian": 1.0e-3}
-    assert cp.extras["gauge"] == "none"  # the values term pins the constant
+    assert gauge_of(cp.spec) == "none"  # the values term pins the constant
 
 
 # ------------------------------------------------------------------------------------ training
 def test_tiny_fit_lowers_loss_and_reaches_psnr(tmp_path):
-    from pinnsiren.compare import compare_run
-    from pinnsiren.solve import solve
+    from pinnsiren.run.compare import compare_run
+    from pinnsiren.run.solve import solve
 
     spec = load_problem(
         PROBLEMS / "fit_image.yaml",
@@ -206,7 +212,7 @@ def _pixels(sig, pts: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
 
 def test_values_term_only_sees_observed_pixels():
     cp = _compile("inpaint_image.yaml", "sampling.points.values=100")
-    sig = cp.extras["signal"]
+    sig = load_fit_signal(cp.spec)
     assert sig.mask is not None and sig.mask.sum() == round(0.2 * 32 * 32)
     values = cp.terms[0]
     assert values.name == "values"
@@ -240,7 +246,7 @@ def test_box_hole_and_derivative_stencils():
         "pde.mask.box=[[-0.5, 0.5], [-0.5, 0.5]]",
         "sampling.points.gradient=100000",
     )
-    sig = cp.extras["signal"]
+    sig = load_fit_signal(cp.spec)
     pts = cp.terms[0].sample(0)["x"]
     allowed = stencil_mask(sig.mask)
     assert len(pts) == allowed.sum()
@@ -296,7 +302,7 @@ def test_missing_image_is_one_line_exit_2(tmp_path, command):
 
 
 def test_relative_signal_path_resolves_against_the_yaml(tmp_path):
-    from pinnsiren.signals import load_signal
+    from pinnsiren.families.fit.signals import load_signal
 
     img = load_signal("sample:grace_hopper.jpg", size=16, normalise="none")
     (tmp_path / "data").mkdir()
@@ -333,7 +339,7 @@ def test_unusable_masks_are_user_errors(tmp_path):
 
 # ------------------------------------------------------------------------------------ targets
 def test_spectral_targets_are_exact_for_mirror_bandlimited_signals(tmp_path):
-    from pinnsiren.pdes.fit import spectral_derivatives
+    from pinnsiren.families.fit.compile import spectral_derivatives
 
     nx, ny, hx, hy = 24, 20, 0.1, 0.05
     ax = np.pi * 3 / (nx * hx)  # DCT-II modes: smooth under the half-sample mirror
@@ -346,7 +352,7 @@ def test_spectral_targets_are_exact_for_mirror_bandlimited_signals(tmp_path):
     np.testing.assert_allclose(gy, -ay * np.cos(px)[:, None] * np.sin(py)[None, :], atol=1e-9)
     np.testing.assert_allclose(lap, -(ax**2 + ay**2) * s, atol=1e-8)
     cp = _compile("poisson_image_gradient.yaml", "pde.derivatives=spectral")
-    assert cp.extras["signal"].gradient.shape == (32, 32, 2)
+    assert load_fit_signal(cp.spec).gradient.shape == (32, 32, 2)
     code, _, err = run_cli(
         [
             "solve",
@@ -365,7 +371,7 @@ def test_spectral_targets_are_exact_for_mirror_bandlimited_signals(tmp_path):
 
 
 def test_score_solution_of_a_fit_uses_the_target(tmp_path):
-    from pinnsiren.compare import score_solution
+    from pinnsiren.run.compare import score_solution
 
     cp = _compile("poisson_image_gradient.yaml")
     model = build_model("siren", 2, 1, width=8, depth=1)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import wasserstein_distance
 
-from pinnsiren.frequency import (
+from pinnsiren.engine.frequency import (
     FreshResult,
     default_spectrum_size,
     grid_points,
@@ -20,7 +20,7 @@ from pinnsiren.frequency import (
     spectrum_vector,
     wasserstein_1,
 )
-from pinnsiren.nets import build_model
+from pinnsiren.engine.nets import build_model
 
 N = 64
 
@@ -196,10 +196,9 @@ def test_select_rejects_mismatched_target() -> None:
 
 def test_tune_runs_on_every_kind_of_shipped_problem():
     """FreSh finds a target for wave, Helmholtz, Poisson and fit problems (tiny settings)."""
-    from pinnsiren.autofreq import fresh_for_problem
-    from pinnsiren.geometry import make_generator
-    from pinnsiren.pdes import compile_problem
-    from pinnsiren.spec import load_problem
+    from pinnsiren.engine.sampling import make_generator
+    from pinnsiren.problem import load_problem
+    from pinnsiren.run.tune import fresh_for_problem
     from tests.conftest import PROBLEMS
 
     small = [
@@ -211,6 +210,6 @@ def test_tune_runs_on_every_kind_of_shipped_problem():
     for name in ("wave_gaussian", "helmholtz_uniform", "poisson_manufactured", "fit_image"):
         extra = ["pde.signal.size=32"] if name == "fit_image" else []
         spec = load_problem(PROBLEMS / f"{name}.yaml", small + extra)
-        compiled = compile_problem(spec, make_generator(0))
+        compiled = spec.family.compile(spec, make_generator(0))
         result, seconds = fresh_for_problem(spec, compiled.in_axes, compiled.out_features)
         assert result.omega_0 in (10.0, 60.0) and seconds >= 0, name

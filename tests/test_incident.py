@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.special import hankel2
 
-from pinnsiren.incident import NEAR_RADIUS, gaussian_source_field
+from pinnsiren.families.helmholtz.incident import NEAR_RADIUS, gaussian_source_field
 from reference_solvers.helmholtz import PML, gaussian_source, solve_helmholtz
 
 OMEGA, SIGMA = 20.0, 0.01

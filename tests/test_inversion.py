@@ -11,14 +11,22 @@ import pytest
 import torch
 import yaml
 
-from pinnsiren.compare import compare_run
+from pinnsiren.engine.sampling import make_generator
 from pinnsiren.errors import UserError
-from pinnsiren.geometry import make_generator
-from pinnsiren.io import read_grid_data
-from pinnsiren.pdes import compile_problem
-from pinnsiren.receivers import ReceiverData, read_data_file, receiver_data, write_data_file
-from pinnsiren.solve import solve
-from pinnsiren.spec import load_problem, parse_problem
+from pinnsiren.families.base import eval_grid
+from pinnsiren.families.helmholtz.fwi import fd_data_misfit
+from pinnsiren.families.helmholtz.incident import incident_field
+from pinnsiren.families.helmholtz.inversion import true_velocity_on
+from pinnsiren.families.helmholtz.receivers import (
+    ReceiverData,
+    read_data_file,
+    receiver_data,
+    write_data_file,
+)
+from pinnsiren.output.gridfile import read_grid_data
+from pinnsiren.problem import load_problem, parse_problem
+from pinnsiren.run.compare import compare_run
+from pinnsiren.run.solve import build_model_for, least_squares_hook, solve
 from tests.conftest import PROBLEMS, SHARED
 
 CYLINDER = SHARED / "data" / "siren-fwi-cylinder" / "data_cylinder_5.mat"
@@ -40,8 +48,8 @@ COARSE = [
 
 def test_bounded_velocity_within_bounds_and_background_in_pml():
     spec = load_problem(PROBLEMS / "helmholtz_inverse_synthetic.yaml", COARSE)
-    compiled = compile_problem(spec, make_generator(0))
-    velocity = compiled.extras["model"].velocity.double()
+    compiled = spec.family.compile(spec, make_generator(0))
+    velocity = build_model_for(spec, compiled).velocity.double()
     with torch.no_grad():
         velocity.net.last.bias.fill_(50.0)  # saturate high
         pts = torch.tensor([[0.0, 0.0], [0.9, 0.0], [0.0, -0.7]], dtype=torch.float64)
@@ -80,10 +88,6 @@ def test_coarse_synthetic_inversion_end_to_end(tmp_path):
 def test_fd_data_misfit_of_the_true_model_is_the_noise(noise):
     """Synthetic data made on the same grid (refine 1): the FD misfit of the true velocity is
     the added relative noise (0 without), and the starting model misfits far more."""
-    from pinnsiren.inverse_reference import fd_data_misfit
-    from pinnsiren.pdes.base import eval_grid
-    from pinnsiren.pdes.inversion import true_velocity_on
-
     spec = load_problem(
         PROBLEMS / "helmholtz_inverse_synthetic.yaml",
         [*COARSE, "reference.refine=1", f"pde.data.synthesize.noise={noise}"],
@@ -139,16 +143,14 @@ SCATTERED = [*COARSE, "pde.formulation=scattered"]
 
 def test_scattered_formulation_starts_from_the_incident_field():
     """At c = c₀ the scattered field is 0: residual ≈ 0, fields = u₀, data misfit = that of u₀."""
-    from pinnsiren.incident import incident_field
-
     spec = load_problem(PROBLEMS / "helmholtz_inverse_synthetic.yaml", SCATTERED)
-    compiled = compile_problem(spec, make_generator(0)).to(torch.device("cpu"), torch.float64)
-    net = compiled.extras["model"].double()
+    compiled = spec.family.compile(spec, make_generator(0)).to(torch.device("cpu"), torch.float64)
+    net = build_model_for(spec, compiled).double()
     terms = {t.name: t for t in compiled.terms}
     # no near-source term: the source f has been subtracted with u₀
     assert set(terms) == {"residual", "interior", "data"}
     assert terms["interior"].follows == "residual"  # its weight is residual's, per phase too
-    data = compiled.extras["receiver_data"]
+    data = receiver_data(spec)
     u0 = incident_field(data.receivers[:, 0], data.receivers[:, 1], data.sources, 6.0, 1.0).T
     with torch.no_grad():
         res = terms["residual"].loss(net, terms["residual"].sample(0))
@@ -168,7 +170,7 @@ def test_scattered_residual_is_the_total_field_residual():
     """With v = 0 the residual must be that of the total field u₀ in the medium c:
     (Δ + ω²/c²) u₀ − f = (ω²/c² − ω²/c₀²) u₀, zero where c = c₀ and in the PML."""
     spec = load_problem(PROBLEMS / "helmholtz_inverse_synthetic.yaml", SCATTERED)
-    compiled = compile_problem(spec, make_generator(0)).to(torch.device("cpu"), torch.float64)
+    compiled = spec.family.compile(spec, make_generator(0)).to(torch.device("cpu"), torch.float64)
     term = next(t for t in compiled.terms if t.name == "residual")
     batch = term.sample(0)
     x = batch["x"].numpy()
@@ -180,14 +182,12 @@ def test_scattered_residual_is_the_total_field_residual():
         def forward(self, pts):
             return torch.as_tensor(c)[:, None]
 
-    model = compiled.extras["model"].double()
+    model = build_model_for(spec, compiled).double()
     model.velocity = Fixed()
     with torch.no_grad():
         r = term.residual(model, batch).numpy()
     r = r[:, 0::2] + 1j * r[:, 1::2]
-    from pinnsiren.incident import incident_field
-
-    data = compiled.extras["receiver_data"]
+    data = receiver_data(spec)
     u0 = incident_field(x[:, 0], x[:, 1], data.sources, 6.0, 1.0).T
     expected = (36.0 / c**2 - 36.0)[:, None] * u0
     np.testing.assert_allclose(r, expected, atol=1e-12)
@@ -203,9 +203,9 @@ def test_tv_term_is_the_gradient_norm_of_the_chosen_quantity(tv_of, grid):
     if grid:
         overrides.append(f"pde.velocity.model.grid={grid}")
     spec = load_problem(PROBLEMS / "helmholtz_inverse_synthetic.yaml", overrides)
-    compiled = compile_problem(spec, make_generator(0)).to(torch.device("cpu"), torch.float64)
+    compiled = spec.family.compile(spec, make_generator(0)).to(torch.device("cpu"), torch.float64)
     term = next(t for t in compiled.terms if t.name == "tv")
-    model = compiled.extras["model"].double()
+    model = build_model_for(spec, compiled).double()
     with torch.no_grad():  # a velocity that varies by O(1) over the region
         model.velocity.net.last.weight.normal_(0.0, 1.0)
         if grid:
@@ -233,14 +233,16 @@ def _projected_problem(formulation: str):
         "loss.weights.data=30",
     ]
     spec = load_problem(PROBLEMS / "helmholtz_inverse_synthetic.yaml", overrides)
-    compiled = compile_problem(spec, make_generator(0)).to(torch.device("cpu"), torch.float64)
-    model = compiled.extras["model"].double()
+    compiled = spec.family.compile(spec, make_generator(0)).to(torch.device("cpu"), torch.float64)
+    model = build_model_for(spec, compiled).double()
+    solver = least_squares_hook(spec, compiled, progress=False)
+    solver.freeze(model)
     with torch.no_grad():  # a velocity that differs from the background: a real scattering source
         model.velocity.net.last.weight.normal_(0.0, 0.5)
         model.wave.last.weight.normal_(0.0, 0.1)
     batches = {t.name: t.sample(0) for t in compiled.terms}
     weights = {t.name: t.weight for t in compiled.terms}
-    return compiled, model, batches, weights
+    return compiled, model, solver, batches, weights
 
 
 @pytest.mark.parametrize("formulation", ["scattered", "total"])
@@ -249,23 +251,27 @@ def test_least_squares_output_layer_solves_the_pde_terms(formulation):
     minimiser of the step's weighted PDE terms (not of the data term): the gradient of those
     terms with respect to the layer vanishes there, random perturbations only raise them,
     the projected residuals are those of the plain network, and the layer is not trained."""
-    compiled, model, batches, weights = _projected_problem(formulation)
+    compiled, model, solver, batches, weights = _projected_problem(formulation)
     layer = model.wave.last
     assert not layer.weight.requires_grad
     pde = [t for t in compiled.terms if t.name not in ("data", "tv")]
 
-    def pde_loss(fresh: bool) -> torch.Tensor:  # fresh batch objects: the plain network path
+    def pde_loss(overrides=None) -> torch.Tensor:  # no overrides: the plain network path
         return sum(
-            weights[t.name] * t.loss(model, dict(batches[t.name]) if fresh else batches[t.name])
+            weights[t.name]
+            * (
+                t.loss(model, batches[t.name])
+                if overrides is None
+                else t.loss_of(overrides[t.name], batches[t.name])
+            )
             for t in pde
         )
 
     layer.requires_grad_(True)
-    before = pde_loss(fresh=True)
+    before = pde_loss()
     grad_before = torch.autograd.grad(before, [layer.weight, layer.bias])
-    compiled.extras["before_step"](model, batches, weights)
-    projected = pde_loss(fresh=False).detach()
-    after = pde_loss(fresh=True)
+    projected = pde_loss(solver.before_step(model, batches, weights)).detach()
+    after = pde_loss()
     assert float(projected) == pytest.approx(float(after.detach()), rel=1e-9)
     assert float(after.detach()) < 0.5 * float(before.detach())
     grad_after = torch.autograd.grad(after, [layer.weight, layer.bias])
@@ -276,20 +282,20 @@ def test_least_squares_output_layer_solves_the_pde_terms(formulation):
         optimum = layer.weight.clone()
         for _ in range(3):
             layer.weight.copy_(optimum + 1e-3 * torch.randn(optimum.shape, generator=gen))
-            assert float(pde_loss(fresh=True)) > float(after.detach())
+            assert float(pde_loss()) > float(after.detach())
 
 
 def test_least_squares_data_gradient_reaches_the_velocity_through_the_solve():
     """The data term depends on the velocity only through the projected PDE solution; its
     autograd derivative with respect to a velocity parameter matches central differences
     of (solve, then misfit)."""
-    compiled, model, batches, weights = _projected_problem("scattered")
+    compiled, model, solver, batches, weights = _projected_problem("scattered")
     data = next(t for t in compiled.terms if t.name == "data")
     bias = model.velocity.net.last.bias
 
     def misfit() -> torch.Tensor:
-        compiled.extras["before_step"](model, batches, weights)
-        return data.loss(model, batches["data"])
+        overrides = solver.before_step(model, batches, weights)
+        return data.loss_of(overrides["data"], batches["data"])
 
     (grad,) = torch.autograd.grad(misfit(), [bias])
     h = 1e-5

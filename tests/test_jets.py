@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
-from pinnsiren import jets
-from pinnsiren.jets import DerivativeRequest, Jet, jet
-from pinnsiren.nets import ReluPE, Siren, TanhMLP, build_model
+from pinnsiren.engine import jets
+from pinnsiren.engine.jets import DerivativeRequest, Jet, jet
+from pinnsiren.engine.nets import ReluPE, Siren, TanhMLP, build_model
 
 TOL = 1e-10
 ENGINES = ["fused", "functional"]

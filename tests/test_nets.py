@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from pinnsiren.nets import ReluPE, Siren, TanhMLP, build_model
+from pinnsiren.engine.nets import ReluPE, Siren, TanhMLP, build_model
 
 
 def _uniform_ok(w: torch.Tensor, bound: float) -> None:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pinnsiren import signals as S
 from pinnsiren.errors import UserError
+from pinnsiren.families.fit import signals as S
 
 # ---------------------------------------------------------------------------------------------
 # helpers

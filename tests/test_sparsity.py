@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from pinnsiren.nets import ReluPE, Siren, TanhMLP, build_model
-from pinnsiren.sparsity import l1_penalty, prune_neurons, removable_neurons
-from pinnsiren.tuner import tuner_init_
+from pinnsiren.engine.nets import ReluPE, Siren, TanhMLP, build_model
+from pinnsiren.engine.sparsity import l1_penalty, prune_neurons, removable_neurons
+from pinnsiren.engine.tuner import tuner_init_
 
 WIDTH = 16
 DEPTH = 2  # first + 2 hidden layers: three hidden layers of neurons

@@ -9,8 +9,8 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from pinnsiren.fields import FieldError, parse_field
-from pinnsiren.spec import SpecError, apply_overrides, load_problem, parse_problem
+from pinnsiren.problem import SpecError, apply_overrides, load_problem, parse_problem
+from pinnsiren.schema.fields import FieldError, parse_field
 from tests.conftest import PROBLEMS, needs_shared_data
 
 MINIMAL = {"name": "p", "pde": {"kind": "poisson", "rhs": 1.0}, "domain": {"x": [0, 1]}}

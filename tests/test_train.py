@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from pinnsiren.compare import compare_run
+from pinnsiren.engine.train import TrainingInterrupted
 from pinnsiren.errors import UserError
-from pinnsiren.io import read_grid_data
-from pinnsiren.solve import solve
-from pinnsiren.spec import parse_problem
-from pinnsiren.train import TrainingInterrupted
+from pinnsiren.output.gridfile import read_grid_data
+from pinnsiren.problem import parse_problem
+from pinnsiren.run.compare import compare_run
+from pinnsiren.run.solve import solve
 
 POISSON_1D = {
     "name": "p1",
@@ -72,7 +72,7 @@ def test_resume_after_interrupt_matches_an_uninterrupted_run(tmp_path, monkeypat
     solve(spec, tmp_path / "straight", progress=False)
     straight = torch.load(tmp_path / "straight" / "model.pt", weights_only=False)["state_dict"]
 
-    import pinnsiren.train as train_mod
+    import pinnsiren.engine.train as train_mod
 
     original = train_mod.Trainer._sample
     calls = {"n": 0}
@@ -140,8 +140,8 @@ def test_resume_without_checkpoint_is_a_user_error(tmp_path):
 
 def test_param_groups_scale_the_learning_rate_of_the_schedule():
     """A model's param_groups() lr_factor multiplies the phase lr at every step."""
-    from pinnsiren.spec import PhaseSpec
-    from pinnsiren.train import Trainer
+    from pinnsiren.engine.train import Trainer
+    from pinnsiren.schema.groups import PhaseSpec
 
     class Two(torch.nn.Module):
         def __init__(self):
@@ -172,8 +172,8 @@ def test_param_groups_scale_the_learning_rate_of_the_schedule():
 def test_phase_weights_override_the_loss_weights_while_the_phase_runs():
     """Phase 2 sets w_b = 0 (and w_a = 2): only a keeps moving, and the recorded total is
     2·L_a; a term that follows ``a`` takes a's override unless named itself."""
-    from pinnsiren.spec import PhaseSpec
-    from pinnsiren.train import Trainer
+    from pinnsiren.engine.train import Trainer
+    from pinnsiren.schema.groups import PhaseSpec
 
     class Two(torch.nn.Module):
         def __init__(self):
@@ -212,8 +212,8 @@ def test_phase_weights_override_the_loss_weights_while_the_phase_runs():
 def test_clip_grad_norm_rescales_the_adam_gradient_and_logs_its_norm(tmp_path):
     """L = 100 (a − 3)² at a = 1: ‖g‖ = 400 is logged, the stored gradient has norm G; an
     L-BFGS phase first (not clipped, no grad_norm) still writes a consistent history.csv."""
-    from pinnsiren.spec import PhaseSpec
-    from pinnsiren.train import Trainer
+    from pinnsiren.engine.train import Trainer
+    from pinnsiren.schema.groups import PhaseSpec
 
     class One(torch.nn.Module):
         def __init__(self):

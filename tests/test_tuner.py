@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from pinnsiren.nets import Siren, build_model
-from pinnsiren.tuner import (
+from pinnsiren.engine.nets import Siren, build_model
+from pinnsiren.engine.tuner import (
     TunerClamp,
     clamp_hidden_weights_,
     effective_frequencies,

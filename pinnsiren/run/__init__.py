@@ -1,0 +1,1 @@
+"""What the commands do: solve, reference, compare, tune, prune, and the CLI front end."""
