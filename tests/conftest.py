@@ -8,15 +8,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBLEMS = ROOT / "problems"
-SHARED = ROOT.parent / "shared"
+#: the real cylinder inversion data set shipped with the project (provenance in its README)
+CYLINDER = PROBLEMS / "data" / "siren-fwi-cylinder" / "data_cylinder_5.mat"
 
 
 @pytest.fixture
 def problems_dir() -> Path:
     return PROBLEMS
-
-
-def needs_shared_data(path: Path) -> bool:
-    """True for a shipped problem whose data live in ../shared and are absent here."""
-    text = path.read_text()
-    return "shared/data" in text and not SHARED.joinpath("data").is_dir()

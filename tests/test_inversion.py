@@ -27,9 +27,8 @@ from pinnsiren.output.gridfile import read_grid_data
 from pinnsiren.problem import load_problem, parse_problem
 from pinnsiren.run.compare import compare_run
 from pinnsiren.run.solve import build_model_for, least_squares_hook, solve
-from tests.conftest import PROBLEMS, SHARED
+from tests.conftest import CYLINDER, PROBLEMS
 
-CYLINDER = SHARED / "data" / "siren-fwi-cylinder" / "data_cylinder_5.mat"
 COARSE = [
     "evaluation.grid.x=48",
     "evaluation.grid.y=48",
@@ -121,7 +120,6 @@ def test_noise_is_relative_and_seeded():
     np.testing.assert_array_equal(b, receiver_data(noisy).values)
 
 
-@pytest.mark.skipif(not CYLINDER.is_file(), reason="shared cylinder data not present")
 def test_cylinder_data_loads_with_declared_positions():
     spec = load_problem(PROBLEMS / "helmholtz_inverse_cylinder.yaml")
     data = receiver_data(spec)

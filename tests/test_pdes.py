@@ -19,7 +19,7 @@ from pinnsiren.run.solve import solve
 from pinnsiren.schema.geometry import Box
 from reference_solvers.helmholtz import PML
 from reference_solvers.helmholtz import helmholtz_operator as fd_operator
-from tests.conftest import PROBLEMS, needs_shared_data
+from tests.conftest import PROBLEMS
 
 
 def test_curriculum_window_grows_linearly():
@@ -90,8 +90,6 @@ def test_helmholtz_pinn_operator_matches_fd_operator_with_pml():
 
 def test_every_shipped_forward_problem_compiles_and_its_terms_evaluate():
     for path in sorted(PROBLEMS.glob("*.yaml")):
-        if needs_shared_data(path):
-            continue
         spec = load_problem(path)
         if spec.kind == "fit" or (spec.kind == "helmholtz" and is_inversion(spec)):
             continue

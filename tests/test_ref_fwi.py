@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -17,14 +15,9 @@ from reference_solvers.fwi import (
     sample_operator,
 )
 from reference_solvers.helmholtz import PML, gaussian_source, solve_helmholtz
+from tests.conftest import CYLINDER
 
-DATA = (
-    Path(__file__).resolve().parents[2]
-    / "shared"
-    / "data"
-    / "siren-fwi-cylinder"
-    / "data_cylinder_5.mat"
-)
+DATA = CYLINDER
 
 
 def _ring(n: int, radius: float, phase: float = 0.0) -> np.ndarray:
@@ -232,7 +225,6 @@ def test_bad_inputs() -> None:
 
 
 # ------------------------------------------------------------------------------ real data
-@pytest.mark.skipif(not DATA.exists(), reason="cylinder data set not available")
 def test_cylinder_data_reproduced_by_true_model() -> None:
     from scipy.io import loadmat
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,8 +17,9 @@ from reference_solvers.helmholtz import (
     pml_profile,
     solve_helmholtz,
 )
+from tests.conftest import CYLINDER
 
-DATA = Path(__file__).resolve().parents[1] / "../shared/data/siren-fwi-cylinder/data_cylinder_5.mat"
+DATA = CYLINDER
 
 
 def _manufactured_error(n: int) -> float:
@@ -90,7 +90,6 @@ def test_pml_profile_formula() -> None:
     np.testing.assert_allclose(np.gradient(s, fine)[1:-1], ds[1:-1], atol=0.5)
 
 
-@pytest.mark.skipif(not DATA.exists(), reason="cylinder data set not available")
 def test_cylinder_data_reproduced() -> None:
     from scipy.interpolate import RegularGridInterpolator
     from scipy.io import loadmat

@@ -11,15 +11,13 @@ from pydantic import ValidationError
 
 from pinnsiren.problem import SpecError, apply_overrides, load_problem, parse_problem
 from pinnsiren.schema.fields import FieldError, parse_field
-from tests.conftest import PROBLEMS, needs_shared_data
+from tests.conftest import PROBLEMS
 
 MINIMAL = {"name": "p", "pde": {"kind": "poisson", "rhs": 1.0}, "domain": {"x": [0, 1]}}
 
 
 @pytest.mark.parametrize("path", sorted(PROBLEMS.glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_problems_validate(path):
-    if needs_shared_data(path):
-        pytest.skip("../shared data not present")
     spec = load_problem(path)
     assert spec.name == path.stem
     assert set(spec.evaluation.grid) == set(spec.axes)

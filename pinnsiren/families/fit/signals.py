@@ -45,7 +45,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+import h5py
+import matplotlib.image as mpimg
 import numpy as np
+from matplotlib import cbook
 from scipy import ndimage
 
 from pinnsiren.errors import UserError
@@ -114,8 +117,6 @@ def sample_data_path(name: str) -> Path:
 
     Nothing is downloaded: the file must ship with the installed matplotlib.
     """
-    from matplotlib import cbook
-
     path = Path(cbook.get_sample_data(name, asfileobj=False))
     if not path.is_file():
         raise SignalFileNotFoundError(
@@ -150,8 +151,6 @@ def _read_npz(path: Path, key: str | None) -> np.ndarray:
 
 
 def _read_h5(path: Path, key: str | None) -> np.ndarray:
-    import h5py
-
     with h5py.File(path, "r") as f:
         datasets: list[str] = []
         f.visititems(
@@ -183,8 +182,6 @@ def _read_raw(path: Path, key: str | None) -> np.ndarray:
         raise SignalFileNotFoundError(f"{path}: no such file")
     try:
         if ext in _IMAGE_EXTENSIONS:
-            import matplotlib.image as mpimg
-
             return np.asarray(mpimg.imread(path))  # png: float in [0, 1]; jpg: uint8 (Pillow)
         if ext == ".npy":
             return np.asarray(np.load(path, allow_pickle=False))
