@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from pinnsiren.engine.hooks import StepHooks
+from pinnsiren.engine.sampling import Curriculum
 from pinnsiren.engine.terms import LinearTerm, Term, identity_network
 from pinnsiren.errors import UserError
 from pinnsiren.families.metrics import compare_fields
@@ -90,8 +91,10 @@ class Family:
     space: ClassVar[tuple[int, int]] = (1, 3)
     planar: ClassVar[bool] = False
     time_dependent: ClassVar[bool] = False
-    #: ``initial`` keys the family reads (time-dependent families)
+    #: ``initial`` keys the family reads (time-dependent families), and the ``pde`` keys whose
+    #: fields may read t (an ``exact`` solution always may)
     initial_keys: ClassVar[tuple[str, ...]] = ()
+    time_fields: ClassVar[tuple[str, ...]] = ()
     #: allowed ``boundary.kind`` values, the first one the default; per-face conditions
     boundaries: ClassVar[tuple[str, ...]] = ("none",)
     faces: ClassVar[bool] = False
@@ -217,6 +220,23 @@ def exact_solution(spec: ProblemBase, grid: Mapping[str, np.ndarray]) -> np.ndar
     if exact is None:
         return None
     return np.asarray(exact(mesh_of(grid)), dtype=float)
+
+
+def curriculum_of(spec: ProblemBase) -> Curriculum:
+    """The residual's time window of a time-dependent problem (``sampling.curriculum``;
+    disabled with causal weights or without training steps)."""
+    c = spec.sampling.curriculum
+    total = spec.total_steps
+    t0, t1 = spec.domain["t"]
+    return Curriculum(
+        t0=t0,
+        t_end=t1,
+        ramp_steps=c.ramp_steps or max(1, total // 2),
+        enabled=c.enabled and not spec.sampling.causal.enabled and total > 0,
+        initial_fraction=c.initial_fraction,
+        focus_fraction=c.focus_fraction,
+        focus_duration=c.focus_duration,
+    )
 
 
 # --------------------------------------------------------------------------------- FD grids

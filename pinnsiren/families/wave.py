@@ -27,7 +27,6 @@ import torch
 from torch import Tensor
 
 from pinnsiren.engine.jets import DerivativeRequest, Jet
-from pinnsiren.engine.sampling import Curriculum
 from pinnsiren.engine.terms import Batch, LinearTerm
 from pinnsiren.errors import UserError
 from pinnsiren.families.base import (
@@ -35,6 +34,7 @@ from pinnsiren.families.base import (
     Family,
     coarsen,
     coords_of,
+    curriculum_of,
     evaluate_scalar,
     exact_solution,
     grid_data,
@@ -57,22 +57,6 @@ class WavePDE(Strict):
     kind: Literal["wave"]
     speed: FieldValue = 1.0
     exact: FieldValue | None = None
-
-
-def curriculum_of(spec: ProblemBase) -> Curriculum:
-    """The residual's time window (disabled with causal weights or without training steps)."""
-    c = spec.sampling.curriculum
-    total = spec.total_steps
-    t0, t1 = spec.domain["t"]
-    return Curriculum(
-        t0=t0,
-        t_end=t1,
-        ramp_steps=c.ramp_steps or max(1, total // 2),
-        enabled=c.enabled and not spec.sampling.causal.enabled and total > 0,
-        initial_fraction=c.initial_fraction,
-        focus_fraction=c.focus_fraction,
-        focus_duration=c.focus_duration,
-    )
 
 
 def causal_reduce(t0: float, t1: float, chunks: int, epsilon: float):

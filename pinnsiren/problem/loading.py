@@ -202,8 +202,9 @@ def _check_axes(spec: ProblemSpec, family: Family, fail) -> None:
         if not a < b:
             fail(f"domain.{axis}", f"must be [low, high] with low < high, got [{a}, {b}]")
     # fields may only read the axes they are evaluated on (an exact solution: all of them)
+    timed = ("pde.exact",) + tuple(f"pde.{key}" for key in family.time_fields)
     for path, f in _walk_fields(spec, ""):
-        allowed_names = set(axes) if ".exact" in path else set(space)
+        allowed_names = set(axes) if path.startswith(timed) else set(space)
         bad = sorted(f.names - allowed_names)
         if bad:
             fail(
