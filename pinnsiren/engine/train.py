@@ -278,7 +278,7 @@ class Trainer:
         bar = tqdm(
             total=total_steps,
             initial=self.state.global_step,
-            disable=not self.progress,
+            disable=not self.progress or total_steps == 0,
             dynamic_ncols=True,
             desc=self.description,
             unit="step",
