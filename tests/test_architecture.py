@@ -130,7 +130,7 @@ def test_each_family_is_one_module_or_package_and_registered():
         module = type(family).__module__
         assert module.startswith("pinnsiren.families."), (kind, module)
         assert module.split(".")[2] not in ("base", "registry", "walls", "metrics"), kind
-    assert {"poisson", "helmholtz", "wave", "fit"} <= set(FAMILIES)
+    assert {"poisson", "helmholtz", "wave", "fit", "heat"} <= set(FAMILIES)
 
 
 def test_every_module_imports_first_in_a_fresh_interpreter():
