@@ -31,39 +31,12 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
 from ._checks import as_coords, check_finite
-from .poisson import FACES, FaceCondition
+from ._walls import walls
+from .poisson import FaceCondition
 
 __all__ = ["solve_heat"]
 
 Source = np.ndarray | Callable[[float], np.ndarray] | None
-
-
-def _second_difference(n: int, h: float, lo_neumann: bool, hi_neumann: bool) -> sp.csr_matrix:
-    """1-D −d²/dx² on n nodes; ghost-node rows at Neumann ends."""
-    main = np.full(n, 2.0)
-    off = np.full(n - 1, -1.0)
-    m = sp.diags([off, main, off], [-1, 0, 1], format="lil")
-    if lo_neumann:
-        m[0, 1] = -2.0
-    if hi_neumann:
-        m[n - 1, n - 2] = -2.0
-    return sp.csr_matrix(m) / h**2
-
-
-def _face_index(name: str, dim: int) -> tuple[int, tuple]:
-    k = FACES.index(name) // 2
-    idx: list = [slice(None)] * dim
-    idx[k] = 0 if name[1] == "-" else -1
-    return k, tuple(idx)
-
-
-def _face_value(name: str, cond: FaceCondition, shape: tuple[int, ...], k: int) -> np.ndarray:
-    face_shape = shape[:k] + shape[k + 1 :]
-    v = check_finite(f"boundary[{name!r}].value", cond.value)
-    if np.iscomplexobj(v):
-        raise ValueError(f"boundary[{name!r}].value must be real")
-    v = np.broadcast_to(np.asarray(v, dtype=float), face_shape)
-    return v
 
 
 def solve_heat(
@@ -102,7 +75,6 @@ def solve_heat(
     u of shape ``(len(times), *grid shape)``.
     """
     axes, h = as_coords(coords, max_dim=2)
-    dim = len(axes)
     shape = tuple(a.size for a in axes)
     if not (math.isfinite(kappa) and kappa > 0):
         raise ValueError(f"kappa must be positive and finite, got {kappa}")
@@ -113,38 +85,8 @@ def solve_heat(
     start = float(t0)
     if times.ndim != 1 or times.size == 0 or np.any(np.diff(times) < 0) or times[0] < start:
         raise ValueError("times must be a non-empty increasing list from the initial time on")
-    faces = FACES[: 2 * dim]
-    if set(boundary) != set(faces):
-        raise ValueError(f"boundary must give exactly the faces {list(faces)}")
-    neumann = {name: boundary[name].kind == "neumann" for name in faces}
-
-    ops = [
-        _second_difference(shape[k], h[k], neumann[faces[2 * k]], neumann[faces[2 * k + 1]])
-        for k in range(dim)
-    ]
-    eye = [sp.identity(n, format="csr") for n in shape]
-    lap = None  # L = −Δ_h as a Kronecker sum
-    for k in range(dim):
-        mats = list(eye)
-        mats[k] = ops[k]
-        term = mats[0]
-        for m in mats[1:]:
-            term = sp.kron(term, m, format="csr")
-        lap = term if lap is None else lap + term
-
-    ghost = np.zeros(shape)  # b: Neumann ghost terms 2g/h
-    fixed = np.zeros(shape, dtype=bool)
-    wall = np.zeros(shape)
-    for name in faces:
-        k, idx = _face_index(name, dim)
-        g = _face_value(name, boundary[name], shape, k)
-        if neumann[name]:
-            ghost[idx] += 2.0 * g / h[k]
-    for name in reversed(faces):  # Dirichlet wins at corners; earlier faces win among them
-        if not neumann[name]:
-            k, idx = _face_index(name, dim)
-            wall[idx] = _face_value(name, boundary[name], shape, k)
-            fixed[idx] = True
+    w = walls(shape, h, boundary)
+    lap, ghost, fixed, wall = w.laplacian, w.ghost, w.fixed, w.values
     u[fixed] = wall[fixed]
 
     def f_at(t: float) -> np.ndarray:

@@ -44,13 +44,15 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.sparse.linalg import splu
 
 from ._checks import check_finite, check_positive, check_shape, uniform_spacing
+from ._walls import walls
 from .factorization import Backend, Factorization
 
 __all__ = [
@@ -65,6 +67,7 @@ __all__ = [
     "pml_profile",
     "points_per_wavelength",
     "solve_helmholtz",
+    "solve_helmholtz_walls",
 ]
 
 #: Minimum number of grid points per wavelength below which :class:`ResolutionWarning` is issued.
@@ -358,3 +361,40 @@ def gaussian_source(
     x = np.asarray(x, dtype=float)[:, None]
     y = np.asarray(y, dtype=float)[None, :]
     return gaussian_density(x, y, center, sigma, amplitude)
+
+
+def solve_helmholtz_walls(
+    x: np.ndarray,
+    y: np.ndarray,
+    omega: float,
+    velocity: np.ndarray | float,
+    sources: np.ndarray,
+    boundary: Mapping[str, object],
+) -> np.ndarray:
+    r"""Solve :math:`(\Delta + \omega^2/c^2) u = f` in a box with Dirichlet / Neumann walls.
+
+    ``boundary`` maps each face ``x-, x+, y-, y+`` to a condition with ``kind``
+    (``"dirichlet"``: u = value, ``"neumann"``: ∂u/∂n = value, n outward) and ``value`` (a
+    scalar or an array along the face, real or complex), e.g.
+    :class:`reference_solvers.poisson.FaceCondition`. Five-point stencil with ghost nodes at
+    the Neumann walls (second order), one sparse LU (``scipy.sparse.linalg.splu``) for all
+    sources. ``sources`` has shape ``(nx, ny)`` or ``(nsrc, nx, ny)``; so has the result.
+    A wavenumber that is (close to) a Dirichlet/Neumann eigenvalue of the box makes the
+    problem (nearly) singular: that is the physics of a closed cavity, not of the solver.
+    """
+    x, y, hx, hy, c = _validate(x, y, omega, velocity)
+    f = check_finite("sources", sources)
+    single = f.ndim == 2
+    f = (f[None] if single else f).astype(complex)
+    shape = (x.size, y.size)
+    if f.shape[1:] != shape:
+        raise ValueError(f"sources has shape {np.shape(sources)}, expected {shape}")
+    w = walls(shape, (hx, hy), boundary, complex_ok=True)
+    k2 = ((omega / c) ** 2).ravel()
+    free = (~w.fixed).ravel().astype(float)
+    a = sp.diags(free) @ (sp.diags(k2) - w.laplacian) + sp.diags(1.0 - free)
+    rhs = (f - w.ghost[None]).reshape(f.shape[0], -1)
+    rhs[:, w.fixed.ravel()] = w.values.ravel()[w.fixed.ravel()]
+    lu = splu(sp.csc_matrix(a, dtype=complex))
+    u = np.stack([lu.solve(b) for b in rhs]).reshape(f.shape)
+    return u[0] if single else u

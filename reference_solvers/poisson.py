@@ -46,12 +46,10 @@ import scipy.sparse as sp
 from scipy.linalg import eigh_tridiagonal
 
 from ._checks import as_coords, check_finite
+from ._walls import FACES, second_difference
 from .factorization import Backend, Factorization
 
 __all__ = ["FACES", "FaceCondition", "IncompatibleDataWarning", "solve_poisson"]
-
-#: Face names in axis order.
-FACES: tuple[str, ...] = ("x-", "x+", "y-", "y+", "z-", "z+")
 
 
 class IncompatibleDataWarning(UserWarning):
@@ -83,18 +81,6 @@ def _face_value(name: str, cond: FaceCondition, face_shape: tuple[int, ...]) -> 
     if v.shape != face_shape:
         raise ValueError(f"boundary[{name!r}].value has shape {v.shape}, expected {face_shape}")
     return v.astype(float)
-
-
-def _neumann_1d(n: int, h: float, lo_neumann: bool, hi_neumann: bool) -> sp.csr_matrix:
-    """1-D matrix of ``-d²/dx²`` with ghost-node Neumann rows at the flagged ends."""
-    main = np.full(n, 2.0)
-    off = np.full(n - 1, -1.0)
-    m = sp.diags([off, main, off], [-1, 0, 1], format="lil")
-    if lo_neumann:
-        m[0, 1] = -2.0
-    if hi_neumann:
-        m[n - 1, n - 2] = -2.0
-    return sp.csr_matrix(m) / h**2
 
 
 def _kron_all(mats: Sequence[sp.spmatrix]) -> sp.csr_matrix:
@@ -164,7 +150,7 @@ def solve_poisson(
     ops, weights = [], []
     for k in range(dim):
         lo, hi = neumann[faces[2 * k]], neumann[faces[2 * k + 1]]
-        ops.append(_neumann_1d(shape[k], h[k], lo, hi))
+        ops.append(second_difference(shape[k], h[k], lo, hi))
         w = np.full(shape[k], h[k])
         w[0] *= 0.5
         w[-1] *= 0.5

@@ -51,12 +51,12 @@ from pinnsiren.engine.jets import Jet, jet
 from pinnsiren.engine.terms import Batch, LinearTerm
 from pinnsiren.errors import UserError
 
-#: Bytes per entry of the float64 system, times the copies a solve holds (matrix, scaled
-#: matrix and LAPACK's workspace).
-_BYTES_PER_ENTRY = 8 * 3
 #: Bound on the temporaries of one assembly chunk (points × features × components).
 _CHUNK_BYTES = 256 * 2**20
+#: Relative ridge of the differentiable per-step solve, and the floor of the final normal
+#: equations (after column scaling).
 _NORMAL_RIDGE = 1e-10
+_NORMAL_FLOOR = 1e-13
 
 
 class LeastSquaresError(UserError):
@@ -183,50 +183,110 @@ def solve_normal(a: Tensor, g: Tensor, ridge: float = 0.0) -> Tensor:
 
 
 @dataclass
-class DenseSolution:
-    theta: Tensor  # (columns, G)
-    rank: int
-    columns: int
+class Solution:
+    """A final solve: θ ((columns, G)), how it was found and how well-posed it was."""
+
+    theta: Tensor
+    solver: str
     rows: int
+    columns: int
+    #: min/max of |R_ii| (QR) or of the scaled normal matrix's Cholesky pivots squared
+    #: (normal): 1e-16 is the edge of float64; random features are often near it
+    conditioning: float
+    ridge: float
 
 
-def solve_dense(a: Tensor, g: Tensor, ridge: float = 0.0) -> DenseSolution:
-    """Rank-revealing float64 solve of min ‖Aθ − g‖² + ridge‖Dθ‖² (D the column norms).
+Blocks = Callable[[], Iterator[tuple[Tensor, Tensor]]]
 
-    ``a`` is overwritten (scaled in place). See the module docstring.
-    """
-    rows, cols = a.shape
-    if rows == 0 or cols == 0:
-        raise LeastSquaresError("least squares: the system has no rows (all weights zero?)")
+
+def _check_finite(a: Tensor, g: Tensor) -> None:
     if not (torch.isfinite(a).all() and torch.isfinite(g).all()):
         raise LeastSquaresError("least squares: the system holds NaN or infinite entries")
-    a, g = a.double(), g.double()
-    norms = torch.linalg.vector_norm(a, dim=0)
-    if not bool((norms > 0).any()):
+
+
+def _scale_of(norms2: Tensor, columns: int) -> Tensor:
+    """1/‖column‖ (1 for an all-zero column); a system with no non-zero column is singular."""
+    if not bool((norms2 > 0).any()):
         raise LeastSquaresError(
-            f"least squares: the system is singular (rank 0 of {cols} columns: every feature's "
-            "residual vanishes at the points)"
+            f"least squares: the system is singular (rank 0 of {columns} columns: every "
+            "feature's residual vanishes at the points)"
         )
-    scale = torch.where(norms > 0, 1.0 / norms, torch.ones_like(norms))
-    a.mul_(scale)
+    return torch.where(norms2 > 0, norms2.rsqrt(), torch.ones_like(norms2))
+
+
+def _singular(columns: int, where: str) -> LeastSquaresError:
+    return LeastSquaresError(
+        f"least squares: the system is singular ({where} of {columns} columns is dependent "
+        "on the others at these points); add rows (training.least_squares.points) or set "
+        "training.least_squares.ridge"
+    )
+
+
+def solve_qr(
+    blocks: Blocks, rows: int, columns: int, groups: int, ridge: float, device: torch.device
+) -> Solution:
+    """min ‖Aθ − g‖² + ridge‖Dθ‖² by Householder QR (``torch.geqrf``), columns scaled to unit
+    norm (D the column norms), the ridge as extra rows. The matrix is built here from
+    ``blocks`` (weighted row blocks) so that only it and its factor are held."""
+    extra = columns if ridge > 0 else 0
+    a = torch.zeros(rows + extra, columns, dtype=torch.float64, device=device)
+    g = torch.zeros(rows + extra, groups, dtype=torch.float64, device=device)
+    at = 0
+    for a_part, g_part in blocks():
+        a[at : at + len(a_part)] = a_part
+        g[at : at + len(a_part)] = g_part
+        at += len(a_part)
+    _check_finite(a, g)
+    scale = _scale_of((a[:rows] ** 2).sum(dim=0), columns)
+    a[:rows] *= scale
     if ridge > 0:
-        eye = math.sqrt(ridge) * torch.eye(cols, dtype=a.dtype, device=a.device)
-        a = torch.cat([a, eye])
-        g = torch.cat([g, torch.zeros(cols, g.shape[1], dtype=g.dtype, device=g.device)])
-    if a.is_cuda:
-        u, s, vh = torch.linalg.svd(a, full_matrices=False)
-        keep = s > s[0] * max(a.shape) * torch.finfo(a.dtype).eps
-        theta = vh[keep].mT @ ((u[:, keep].mT @ g) / s[keep, None])
-        rank = int(keep.sum())
+        a[rows:] = math.sqrt(ridge) * torch.eye(columns, dtype=a.dtype, device=device)
+    qr, tau = torch.geqrf(a)
+    del a
+    qtg = torch.ormqr(qr, tau, g, left=True, transpose=True)[:columns]
+    r = qr[:columns].triu()
+    del qr
+    diag = r.diagonal().abs()
+    if float(diag.min()) == 0.0:
+        raise _singular(columns, f"column {int(diag.argmin())}")
+    theta = torch.linalg.solve_triangular(r, qtg, upper=True)
+    if not torch.isfinite(theta).all():
+        raise _singular(columns, "a column")
+    conditioning = float(diag.min() / diag.max())
+    return Solution(theta * scale[:, None], "qr", rows, columns, conditioning, ridge)
+
+
+def solve_normal_blocks(
+    blocks: Blocks, rows: int, columns: int, groups: int, ridge: float, device: torch.device
+) -> Solution:
+    """θ from the normal equations accumulated block by block (memory O(columns²)): the
+    scaled matrix D⁻¹AᵀAD⁻¹ + λI by Cholesky, λ = 1e-13 + ridge (raised tenfold until the
+    factorisation succeeds). Accurate to about √ε of the residual scale (1e-8): for
+    systems too large to factor by QR."""
+    normal = torch.zeros(columns, columns, dtype=torch.float64, device=device)
+    rhs = torch.zeros(columns, groups, dtype=torch.float64, device=device)
+    for a_part, g_part in blocks():
+        a_part, g_part = a_part.double(), g_part.double()
+        _check_finite(a_part, g_part)
+        normal.addmm_(a_part.mT, a_part)
+        rhs.addmm_(a_part.mT, g_part)
+    scale = _scale_of(normal.diagonal().clone(), columns)
+    normal.mul_(scale[:, None]).mul_(scale[None, :])
+    rhs.mul_(scale[:, None])
+    lam = _NORMAL_FLOOR + ridge
+    eye = torch.eye(columns, dtype=normal.dtype, device=device)
+    for _ in range(8):
+        chol, info = torch.linalg.cholesky_ex(normal + lam * eye)
+        if int(info) == 0:
+            break
+        lam *= 10.0
     else:
-        out = torch.linalg.lstsq(a, g, driver="gelsy")
-        theta, rank = out.solution, int(out.rank)
-    theta = theta * scale[:, None]
-    if rank == 0 or not torch.isfinite(theta).all():
-        raise LeastSquaresError(
-            f"least squares: the system is singular (rank {rank} of {cols} columns)"
-        )
-    return DenseSolution(theta, rank, cols, rows)
+        raise _singular(columns, "a column")
+    theta = torch.cholesky_solve(rhs, chol)
+    pivots = chol.diagonal() ** 2
+    return Solution(
+        theta * scale[:, None], "normal", rows, columns, float(pivots.min() / pivots.max()), lam
+    )
 
 
 def available_memory(device: torch.device) -> int | None:
@@ -244,21 +304,35 @@ def available_memory(device: torch.device) -> int | None:
         return None
 
 
-def check_memory(rows: int, columns: int, device: torch.device, cap_gb: float | None) -> float:
-    """The GB a float64 system of this size needs; :class:`LeastSquaresError` if that is more
-    than ``cap_gb`` or than the memory available."""
-    need = rows * columns * _BYTES_PER_ENTRY
+def memory_needed(solver: str, rows: int, columns: int) -> int:
+    """Bytes a final solve holds: the matrix and its QR factor (``qr``), or the normal matrix,
+    its Cholesky factor and one block of rows (``normal``)."""
+    if solver == "qr":
+        return 8 * (2 * (rows + columns) * columns + 2 * columns * columns)
+    return 8 * 3 * columns * columns + _CHUNK_BYTES
+
+
+def choose_solver(
+    solver: str, rows: int, columns: int, device: torch.device, cap_gb: float | None
+) -> tuple[str, float]:
+    """The solver (``auto``: QR when it fits in memory, else the normal equations) and the GB
+    it needs; :class:`LeastSquaresError` if that is more than ``cap_gb`` or than the memory
+    available."""
     limit = available_memory(device)
     if cap_gb is not None:
-        limit = min(limit, int(cap_gb * 2**30)) if limit is not None else int(cap_gb * 2**30)
+        cap = int(cap_gb * 2**30)
+        limit = cap if limit is None else min(limit, cap)
+    if solver == "auto":
+        fits = limit is None or memory_needed("qr", rows, columns) <= limit
+        solver = "qr" if fits else "normal"
+    need = memory_needed(solver, rows, columns)
     if limit is not None and need > limit:
         raise LeastSquaresError(
             f"training.least_squares: the final system ({rows} rows x {columns} columns, "
-            f"{need / 2**30:.1f} GB with the solver's copies) needs more than the "
-            f"{limit / 2**30:.1f} GB available; lower training.least_squares.points, "
-            "rows_per_column or model.width"
+            f"solver {solver}) needs {need / 2**30:.1f} GB, more than the {limit / 2**30:.1f} GB "
+            "available; lower training.least_squares.points, rows_per_column or model.width"
         )
-    return need / 2**30
+    return solver, need / 2**30
 
 
 # --------------------------------------------------------------------------------- the hook
@@ -295,6 +369,7 @@ class OutputLayerSolve(StepHooks):
         points: Mapping[str, int] | None = None,
         rows_per_column: float = 2.0,
         ridge: float = 0.0,
+        solver: str = "auto",
         memory_gb: float | None = None,
         progress: Callable[[str], None] | None = None,
     ) -> None:
@@ -306,6 +381,7 @@ class OutputLayerSolve(StepHooks):
         self.points = dict(points or {})
         self.rows_per_column = rows_per_column
         self.ridge = ridge
+        self.solver = solver
         self.memory_gb = memory_gb
         self.progress = progress
         self.weights = {t.name: t.weight for t in self.terms}
@@ -379,28 +455,28 @@ class OutputLayerSolve(StepHooks):
             batches = {t.name: t.sample(self.final_step, counts[t.name]) for t in fit}
             rows = sum(len(batches[t.name]["x"]) * per_point[t.name] for t in fit)
             columns = self.group * (net.last.in_features + 1)
-            device = net.last.weight.device
-            gb = check_memory(rows, columns, device, self.memory_gb)
             groups = net.last.out_features // self.group
-            a = torch.empty(rows, columns, dtype=torch.float64, device=device)
-            g = torch.empty(rows, groups, dtype=torch.float64, device=device)
-            at = 0
-            for t in fit:
-                scale = math.sqrt(self.weights[t.name] / len(batches[t.name]["x"]))
-                for a_part, g_part in iter_term_rows(
-                    t, model, batches[t.name], self.group, chunk=True
-                ):
-                    a[at : at + len(a_part)] = scale * a_part
-                    g[at : at + len(a_part)] = scale * g_part
-                    at += len(a_part)
-            solution = solve_dense(a, g, self.ridge)
-            del a, g
+            device = net.last.weight.device
+            solver, gb = choose_solver(self.solver, rows, columns, device, self.memory_gb)
+
+            def blocks() -> Iterator[tuple[Tensor, Tensor]]:
+                for t in fit:
+                    scale = math.sqrt(self.weights[t.name] / len(batches[t.name]["x"]))
+                    for a_part, g_part in iter_term_rows(
+                        t, model, batches[t.name], self.group, chunk=True
+                    ):
+                        yield scale * a_part, scale * g_part
+
+            solve = solve_qr if solver == "qr" else solve_normal_blocks
+            solution = solve(blocks, rows, columns, groups, self.ridge, device)
             set_output_layer(net, solution.theta, self.group)
             residual = {t.name: float(t.loss(model, batches[t.name])) for t in fit}
         self._report = {
+            "solver": solution.solver,
             "rows": solution.rows,
             "columns": solution.columns,
-            "rank": solution.rank,
+            "conditioning": solution.conditioning,
+            "ridge": solution.ridge,
             "points": {t.name: len(batches[t.name]["x"]) for t in fit},
             "memory_gb": round(gb, 3),
             "seconds": round(time.perf_counter() - start, 3),
@@ -408,8 +484,9 @@ class OutputLayerSolve(StepHooks):
         }
         if self.progress is not None:
             self.progress(
-                f"least squares: {solution.rows} rows x {solution.columns} columns, rank "
-                f"{solution.rank}, {self._report['seconds']:.1f} s"
+                f"least squares ({solution.solver}): {solution.rows} rows x {solution.columns} "
+                f"columns, conditioning {solution.conditioning:.1e}, "
+                f"{self._report['seconds']:.1f} s"
             )
 
     def report(self) -> dict[str, Any]:

@@ -36,13 +36,12 @@ from pinnsiren.families.base import (
     spanning,
 )
 from pinnsiren.families.registry import register
-from pinnsiren.families.walls import DIRICHLET_NEUMANN, face_conditions, wall_term
+from pinnsiren.families.walls import DIRICHLET_NEUMANN, fd_walls, wall_term
 from pinnsiren.output.gridfile import GridData
 from pinnsiren.schema.geometry import Box
 from pinnsiren.schema.groups import ProblemBase
 from pinnsiren.schema.types import FieldValue, PositiveFloat, Strict
 from reference_solvers.heat import solve_heat
-from reference_solvers.poisson import FaceCondition
 
 
 class HeatPDE(Strict):
@@ -120,13 +119,6 @@ class Heat(Family):
         grid, space, r = reference_space(spec)
         spanning(spec, space)
         pde = spec.pde
-        box = Box.from_domain(spec.domain, spec.space_axes)
-        walls = {}
-        for face, (kind, field) in face_conditions(spec, box).items():
-            k = spec.space_axes.index(face[0])
-            at = dict(space)
-            at[face[0]] = space[face[0]][-1:] if face[1] == "+" else space[face[0]][:1]
-            walls[face] = FaceCondition(kind, np.take(on_grid(spec, field, at), 0, k))
 
         def source(t: float) -> np.ndarray:
             return on_grid(spec, pde.rhs, {**space, "t": np.array([t])})[..., 0]
@@ -136,7 +128,7 @@ class Heat(Family):
             pde.diffusivity,
             on_grid(spec, spec.initial.value, space),
             grid["t"],
-            walls,
+            fd_walls(spec, space),
             source=source,
             t0=spec.domain["t"][0],
             dt=spec.reference.dt,

@@ -35,12 +35,12 @@ from pinnsiren.families.base import (
     spanning,
 )
 from pinnsiren.families.registry import register
-from pinnsiren.families.walls import DIRICHLET_NEUMANN, face_conditions, wall_term
+from pinnsiren.families.walls import DIRICHLET_NEUMANN, fd_walls, wall_term
 from pinnsiren.output.gridfile import GridData
 from pinnsiren.schema.geometry import Box
 from pinnsiren.schema.groups import ProblemBase
 from pinnsiren.schema.types import FieldValue, Strict
-from reference_solvers.poisson import FaceCondition, solve_poisson
+from reference_solvers.poisson import solve_poisson
 
 
 class PoissonPDE(Strict):
@@ -90,14 +90,8 @@ class Poisson(Family):
     def reference(self, spec: ProblemBase) -> GridData:
         grid, space, r = reference_space(spec)
         spanning(spec, space)
-        box = Box.from_domain(spec.domain, spec.space_axes)
-        conditions = {}
-        for face, (kind, field) in face_conditions(spec, box).items():
-            k = spec.space_axes.index(face[0])
-            face_coords = dict(space)
-            face_coords[face[0]] = space[face[0]][-1:] if face[1] == "+" else space[face[0]][:1]
-            conditions[face] = FaceCondition(kind, np.take(on_grid(spec, field, face_coords), 0, k))
-        u = solve_poisson(list(space.values()), on_grid(spec, spec.pde.rhs, space), conditions)
+        rhs = on_grid(spec, spec.pde.rhs, space)
+        u = solve_poisson(list(space.values()), rhs, fd_walls(spec, space))
         data = grid_data(spec, "fd")
         data.add("u", coarsen(u, r), spec.space_axes)
         exact = exact_solution(spec, grid)

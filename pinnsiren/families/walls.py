@@ -13,15 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from pinnsiren.engine.jets import DerivativeRequest, Jet
 from pinnsiren.engine.terms import Batch, LinearTerm
-from pinnsiren.families.base import coords_of
+from pinnsiren.families.base import coords_of, on_grid
 from pinnsiren.schema.fields import Field
 from pinnsiren.schema.geometry import Box
 from pinnsiren.schema.groups import ProblemBase
+from reference_solvers.poisson import FaceCondition
 
 DIRICHLET_NEUMANN = ("dirichlet", "neumann")
 
@@ -32,6 +34,19 @@ def face_conditions(spec: ProblemBase, box: Box) -> dict[str, tuple[str, Field]]
     for face in box.faces:
         fc = spec.boundary.faces.get(face)
         out[face] = (fc.kind, fc.value) if fc else (spec.boundary.kind, spec.boundary.value)
+    return out
+
+
+def fd_walls(spec: ProblemBase, space: dict[str, np.ndarray]) -> dict[str, FaceCondition]:
+    """The walls as FD face conditions on the grid ``space`` (values sampled along each face),
+    for :mod:`reference_solvers`."""
+    axes = tuple(space)
+    out = {}
+    for face, (kind, field) in face_conditions(spec, Box.from_domain(spec.domain, axes)).items():
+        k = axes.index(face[0])
+        at = dict(space)
+        at[face[0]] = space[face[0]][-1:] if face[1] == "+" else space[face[0]][:1]
+        out[face] = FaceCondition(kind, np.take(on_grid(spec, field, at), 0, k))
     return out
 
 

@@ -90,6 +90,7 @@ def least_squares_hook(
         points=ls.points,
         rows_per_column=ls.rows_per_column,
         ridge=ls.ridge,
+        solver=ls.solver,
         memory_gb=ls.memory_gb,
         progress=tqdm.write if progress else None,
     )

@@ -115,14 +115,18 @@ class LeastSquaresSpec(Strict):
     best layer); false: Adam trains every layer and only the final solve sets it.
     ``points``: collocation points per term of the final float64 solve (default: the term's
     ``sampling.points``, raised so that the rows are at least ``rows_per_column`` times the
-    columns). ``ridge``: Tikhonov weight relative to the mean squared column norm.
-    ``memory_gb``: refuse a system larger than this (default: the memory available).
+    columns). ``ridge``: Tikhonov weight on the coefficients of the unit-norm columns.
+    ``solver``: ``qr`` (Householder QR, accurate to round-off), ``normal`` (normal equations
+    accumulated block by block: memory O(columns²), accurate to about 1e-8 of the residual
+    scale) or ``auto`` (QR when it fits in memory). ``memory_gb``: refuse a system larger than
+    this (default: the memory available).
     """
 
     every_step: bool = True
     points: dict[str, PositiveInt] = Field(default_factory=dict)
     rows_per_column: PositiveFloat = 2.0
     ridge: NonNegFloat = 0.0
+    solver: Literal["auto", "qr", "normal"] = "auto"
     memory_gb: PositiveFloat | None = None
 
 

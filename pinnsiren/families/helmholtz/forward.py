@@ -37,6 +37,7 @@ from pinnsiren.families.base import (
     on_grid,
     predict,
     reference_space,
+    spanning,
 )
 from pinnsiren.families.helmholtz.incident import incident_field
 from pinnsiren.families.helmholtz.operator import (
@@ -48,11 +49,11 @@ from pinnsiren.families.helmholtz.operator import (
     pml_of,
     source_density,
 )
-from pinnsiren.families.walls import wall_term
+from pinnsiren.families.walls import fd_walls, wall_term
 from pinnsiren.output.gridfile import GridData
 from pinnsiren.schema.geometry import Box
 from pinnsiren.schema.groups import ProblemBase
-from reference_solvers.helmholtz import solve_helmholtz
+from reference_solvers.helmholtz import solve_helmholtz, solve_helmholtz_walls
 
 
 def incident(spec: ProblemBase, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -117,7 +118,11 @@ def forward_reference(spec: ProblemBase) -> GridData:
     rhs = source_density(mesh["x"], mesh["y"], pde.sources) + complex_field(pde.rhs, mesh)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        u = solve_helmholtz(x, y, pde.omega, velocity, rhs, pml_of(spec))
+        if spec.boundary.kind == "pml":
+            u = solve_helmholtz(x, y, pde.omega, velocity, rhs, pml_of(spec))
+        else:
+            spanning(spec, space)
+            u = solve_helmholtz_walls(x, y, pde.omega, velocity, rhs, fd_walls(spec, space))
     for w in caught:
         print(f"pinnsiren: warning: {w.message}")
     data = grid_data(spec, "fd")
