@@ -74,7 +74,7 @@ def test_inversion_velocity_errors_name_the_whole_path(tmp_path, key, value, pat
     ("path", "value", "words"),
     [
         (("model", "depth"), -1, "model.depth:"),
-        (("training", "phases"), [], "training.phases: at least one phase"),
+        (("training", "output_layer"), "adam", "training.phases: at least one phase"),
         (("reference", "cfl"), 0.3, "reference.cfl: not used by the poisson reference"),
         (("training", "least_squares", "points", "initial_value"), 10, "not a term of poisson"),
     ],
@@ -117,7 +117,9 @@ def test_validate_prints_resolved_problem():
     assert code == 0, err
     resolved = yaml.safe_load(out)
     assert resolved["pde"]["kind"] == "wave"
-    assert resolved["training"]["dtype"] == "float32"  # a default, printed
+    # defaults printed: float64 comes with the least-squares output layer
+    assert resolved["training"]["dtype"] == "float64"
+    assert resolved["training"]["least_squares"]["rows_per_column"] == 2.0
     assert resolved["initial"]["value"].startswith("0.02*exp")
 
 
@@ -168,6 +170,20 @@ POSITIVE = [
 ]
 
 
+def _parent(raw, path):
+    """The mapping (or list) holding ``path[-1]``, created on the way (an empty phase list
+    gets one phase)."""
+    parent = raw
+    for p in path[:-1]:
+        if isinstance(parent, dict):
+            parent = parent.setdefault(p, [] if p == "phases" else {})
+        else:
+            while len(parent) <= p:
+                parent.append({})
+            parent = parent[p]
+    return parent
+
+
 @st.composite
 def mutated_problem(draw):
     name = draw(st.sampled_from(sorted(RAW)))
@@ -198,17 +214,11 @@ def mutated_problem(draw):
     elif kind == "bad_number":
         path = draw(st.sampled_from(POSITIVE))
         value = draw(st.sampled_from([0, -1, -0.5, math.nan, -math.inf]))
-        parent = raw
-        for p in path[:-1]:
-            parent = parent.setdefault(p, {}) if isinstance(parent, dict) else parent[p]
-        parent[path[-1]] = value
+        _parent(raw, path)[path[-1]] = value
     elif kind == "wrong_type":
         path = draw(st.sampled_from(POSITIVE + [("domain",), ("pde", "kind")]))
         value = draw(st.sampled_from(["abc", [1, 2, 3], {"q": 1}, True]))
-        parent = raw
-        for p in path[:-1]:
-            parent = parent.setdefault(p, {}) if isinstance(parent, dict) else parent[p]
-        parent[path[-1]] = value
+        _parent(raw, path)[path[-1]] = value
     else:
         holders = [
             (p, k)

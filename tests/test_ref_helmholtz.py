@@ -151,3 +151,27 @@ def test_pml_padding_keeps_physical_nodes() -> None:
     np.testing.assert_allclose(np.diff(ext), 0.02, rtol=1e-9)
     sigma, _ = pml_profile(ext, ext[0], ext[-1], PML(width), 10.0)
     assert np.all(sigma[inner] < 1e-9) and sigma[0] > 0
+
+
+def test_walls_solver_is_second_order_with_dirichlet_and_neumann_faces():
+    """(Δ + k²) u = f on [0, 1]², u = sin(2πx) cos(3πy) + i x y: Dirichlet on x = 0 and x = 1
+    (0 and i y), Neumann on y = 0 and y = 1 (outward ∂u/∂n = −i x and i x)."""
+    from reference_solvers.helmholtz import solve_helmholtz_walls
+    from reference_solvers.poisson import FaceCondition
+
+    k = 10.0
+    errors = []
+    for n in (41, 81, 161):
+        x = np.linspace(0, 1, n)
+        X, Y = np.meshgrid(x, x, indexing="ij")
+        smooth = np.sin(2 * np.pi * X) * np.cos(3 * np.pi * Y)
+        u = smooth + 1j * X * Y
+        f = -13 * np.pi**2 * smooth + k**2 * u
+        walls = {
+            "x-": FaceCondition("dirichlet", 0.0),
+            "x+": FaceCondition("dirichlet", 1j * x),
+            "y-": FaceCondition("neumann", -1j * x),
+            "y+": FaceCondition("neumann", 1j * x),
+        }
+        errors.append(np.abs(solve_helmholtz_walls(x, x, k, 1.0, f, walls) - u).max())
+    assert all(3.6 < errors[i] / errors[i + 1] < 4.4 for i in range(2)), errors

@@ -51,7 +51,9 @@ def test_overrides_set_nested_keys_and_list_items():
 
 
 def test_override_reaches_the_validated_spec():
-    spec = load_problem(PROBLEMS / "wave_1d.yaml", ["training.phases.0.steps=17", "model.width=8"])
+    spec = load_problem(
+        PROBLEMS / "wave_1d.yaml", ["training.phases=[{steps: 17}]", "model.width=8"]
+    )
     assert spec.training.phases[0].steps == 17 and spec.model.width == 8
 
 

@@ -64,11 +64,13 @@ class LeastSquaresError(UserError):
 
 
 # --------------------------------------------------------------------------------- assembly
-def _with_constant(j: Jet) -> Jet:
-    """The feature jet with the constant feature φ_K = 1 appended (zero derivatives)."""
+def _with_constant(j: Jet, tie: Tensor | None = None) -> Jet:
+    """The feature jet with the constant feature φ_K = 1 appended (zero derivatives), mapped
+    by ``tie`` ((K + 1, K'): the solved features are φ·tie) when given."""
 
     def pad(t: Tensor, value: float) -> Tensor:
-        return torch.cat([t, torch.full_like(t[:, :1], value)], dim=1)
+        out = torch.cat([t, torch.full_like(t[:, :1], value)], dim=1)
+        return out if tie is None else out @ tie.to(out.dtype)
 
     return Jet(
         value=pad(j.value, 1.0),
@@ -123,9 +125,16 @@ def _split(batch: Batch, n: int, size: int) -> list[Batch]:
 
 
 def iter_term_rows(
-    term: LinearTerm, model: nn.Module, batch: Batch, group: int, *, chunk: bool = False
+    term: LinearTerm,
+    model: nn.Module,
+    batch: Batch,
+    group: int,
+    *,
+    chunk: bool = False,
+    tie: Tensor | None = None,
 ) -> Iterator[tuple[Tensor, Tensor]]:
-    """A term's rows, unweighted, in pieces of points: A_t (n·m, p·(K+1)), g_t (n·m, G).
+    """A term's rows, unweighted, in pieces of points: A_t (n·m, p·K'), g_t (n·m, G), with
+    K' = K + 1 features, or the columns of ``tie`` (features whose output weights are tied).
 
     ``chunk`` bounds each piece's temporaries (for the big final system; off for the
     differentiable per-step solve, which needs one piece).
@@ -138,7 +147,7 @@ def iter_term_rows(
         size = max(1, _CHUNK_BYTES // per_point)
     for part in _split(batch, n, size):
         coeffs = term.prepare(part, model)
-        feats = _with_constant(jet(net, part["x"], term.request, features=True))
+        feats = _with_constant(jet(net, part["x"], term.request, features=True), tie)
         a = _operator_columns(term, feats, coeffs, group)
         g = term.target(coeffs)
         g = g if g.dim() == 2 else g[:, None]
@@ -151,10 +160,10 @@ def iter_term_rows(
 
 
 def term_rows(
-    term: LinearTerm, model: nn.Module, batch: Batch, group: int
+    term: LinearTerm, model: nn.Module, batch: Batch, group: int, tie: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
-    """A term's rows in one piece (differentiable): A_t (N·m, p·(K+1)), g_t (N·m, G)."""
-    a, g = next(iter_term_rows(term, model, batch, group))
+    """A term's rows in one piece (differentiable): A_t (N·m, p·K'), g_t (N·m, G)."""
+    a, g = next(iter_term_rows(term, model, batch, group, tie=tie))
     return a, g
 
 
@@ -336,11 +345,14 @@ def choose_solver(
 
 
 # --------------------------------------------------------------------------------- the hook
-def set_output_layer(net: nn.Module, theta: Tensor, group: int) -> None:
-    """Write θ ((p·(K+1), G), columns ordered (channel, feature)) into ``net.last``."""
+def set_output_layer(net: nn.Module, theta: Tensor, group: int, tie: Tensor | None = None) -> None:
+    """Write θ ((p·K', G), columns ordered (channel, feature)) into ``net.last``; with ``tie``
+    the layer's weights are tie·θ per channel."""
     last = net.last
     k = last.in_features
-    blocks = theta.reshape(group, k + 1, -1)  # (p, K+1, G)
+    blocks = theta.reshape(group, -1, theta.shape[-1])  # (p, K', G)
+    if tie is not None:
+        blocks = tie.to(blocks.dtype) @ blocks  # (p, K+1, G)
     with torch.no_grad():
         weight = blocks[:, :k, :].permute(2, 0, 1).reshape(-1, k)  # (G·p, K)
         bias = blocks[:, k, :].T.reshape(-1)
@@ -355,7 +367,10 @@ class OutputLayerSolve(StepHooks):
     the field network of the model; ``group``: channels per group (2 for a complex field);
     ``every_step``: re-solve at every step (differentiably); ``final_step``: the step whose
     sampling the final solve uses (the end of the curriculum); ``points``: final points per
-    term (others: the term's own count, raised to ``rows_per_column`` × columns rows).
+    term (others: the term's own count, raised to ``rows_per_column`` × columns rows);
+    ``tie(model)``: None, or a (K + 1, K') matrix T whose columns tie features together (the
+    solved layer is T θ: fewer, combined columns, e.g. pairs of features that solve a
+    condition exactly only together).
     """
 
     def __init__(
@@ -371,9 +386,11 @@ class OutputLayerSolve(StepHooks):
         ridge: float = 0.0,
         solver: str = "auto",
         memory_gb: float | None = None,
+        tie: Callable[[nn.Module], Tensor | None] | None = None,
         progress: Callable[[str], None] | None = None,
     ) -> None:
         self.terms = list(terms)
+        self.tie = tie or (lambda model: None)
         self.network = network
         self.group = group
         self.every_step = every_step
@@ -406,16 +423,17 @@ class OutputLayerSolve(StepHooks):
     ) -> dict[str, Tensor]:
         """Solve on the step's points (differentiably); the linear terms' residuals."""
         rows: dict[str, tuple[Tensor, Tensor, int]] = {}
+        tie = self.tie(model)
         for t in self.terms:
             if t.name in batches:
-                a, g = term_rows(t, model, batches[t.name], self.group)
+                a, g = term_rows(t, model, batches[t.name], self.group, tie)
                 rows[t.name] = (a, g, a.shape[0] // len(batches[t.name]["x"]))
         fit = [t for t in self.fitted(weights) if t.name in rows]
         scaled = [math.sqrt(weights[t.name] / len(batches[t.name]["x"])) for t in fit]
         a = torch.cat([s * rows[t.name][0] for s, t in zip(scaled, fit)])
         g = torch.cat([s * rows[t.name][1] for s, t in zip(scaled, fit)])
         theta = solve_normal(a, g, self.ridge)
-        set_output_layer(self.network(model), theta.detach(), self.group)
+        set_output_layer(self.network(model), theta.detach(), self.group, tie)
         return {name: residual_of(a_t, g_t, theta, m) for name, (a_t, g_t, m) in rows.items()}
 
     def before_step(
@@ -427,16 +445,21 @@ class OutputLayerSolve(StepHooks):
         return self.solve_step(model, batches, weights)
 
     # ------------------------------------------------------------------ final solve
+    def columns(self, model: nn.Module) -> int:
+        """Unknowns of the solve: p·(K + 1), or p·K' with tied features."""
+        tie = self.tie(model)
+        k = self.network(model).last.in_features + 1 if tie is None else tie.shape[1]
+        return self.group * k
+
     def _final_counts(self, model: nn.Module) -> tuple[dict[str, int], dict[str, int]]:
         """Points per fitted term for the final solve, and each term's rows per point."""
         fit = self.fitted(self.weights)
-        columns = self.group * (self.network(model).last.in_features + 1)
+        columns = self.columns(model)
         per_point = {}
         for t in fit:
             probe = t.sample(self.final_step, 2)
-            per_point[t.name] = term_rows(t, model, probe, self.group)[0].shape[0] // len(
-                probe["x"]
-            )
+            a, _ = term_rows(t, model, probe, self.group, self.tie(model))
+            per_point[t.name] = a.shape[0] // len(probe["x"])
         counts = {t.name: self.points.get(t.name, t.points) for t in fit}
         rows = sum(counts[name] * per_point[name] for name in counts)
         factor = max(1.0, self.rows_per_column * columns / max(rows, 1))
@@ -454,22 +477,23 @@ class OutputLayerSolve(StepHooks):
             counts, per_point = self._final_counts(model)
             batches = {t.name: t.sample(self.final_step, counts[t.name]) for t in fit}
             rows = sum(len(batches[t.name]["x"]) * per_point[t.name] for t in fit)
-            columns = self.group * (net.last.in_features + 1)
+            columns = self.columns(model)
             groups = net.last.out_features // self.group
             device = net.last.weight.device
             solver, gb = choose_solver(self.solver, rows, columns, device, self.memory_gb)
+            tie = self.tie(model)
 
             def blocks() -> Iterator[tuple[Tensor, Tensor]]:
                 for t in fit:
                     scale = math.sqrt(self.weights[t.name] / len(batches[t.name]["x"]))
                     for a_part, g_part in iter_term_rows(
-                        t, model, batches[t.name], self.group, chunk=True
+                        t, model, batches[t.name], self.group, chunk=True, tie=tie
                     ):
                         yield scale * a_part, scale * g_part
 
             solve = solve_qr if solver == "qr" else solve_normal_blocks
             solution = solve(blocks, rows, columns, groups, self.ridge, device)
-            set_output_layer(net, solution.theta, self.group)
+            set_output_layer(net, solution.theta, self.group, tie)
             residual = {t.name: float(t.loss(model, batches[t.name])) for t in fit}
         self._report = {
             "solver": solution.solver,

@@ -48,9 +48,10 @@ class CompiledProblem:
     """The loss terms of a problem and how to read its solution off a network.
 
     ``group``: output channels per field (1 real, 2 complex as (Re, Im)); the least-squares
-    solve treats the channels as ``out_features / group`` identical groups. ``assemble`` wraps
-    the field network into the trained model (identity for a forward problem; an inversion adds
-    its velocity network) and ``network`` finds the field network inside it again.
+    solve treats the channels as ``out_features / group`` identical groups. ``assemble`` turns
+    the ``model`` group's field network into the trained model (identity by default; a family
+    may initialise it its own way, and an inversion wraps it with a velocity network:
+    ``composite``, saved whole) and ``network`` finds the field network inside it again.
     """
 
     spec: ProblemBase
@@ -61,13 +62,12 @@ class CompiledProblem:
     group: int = 1
     assemble: Callable[[nn.Module], nn.Module] = identity_network
     network: Callable[[nn.Module], nn.Module] = identity_network
+    composite: bool = False
+    #: ``tie(model)``: features whose output weights the least-squares solve ties together
+    #: (see :class:`~pinnsiren.engine.lstsq.OutputLayerSolve`), or None
+    tie: Callable[[nn.Module], Tensor | None] | None = None
     hooks: list[StepHooks] = field(default_factory=list)
     writers: list[Writer] = field(default_factory=list)
-
-    @property
-    def composite(self) -> bool:
-        """The trained model is more than the field network (saved whole)."""
-        return self.assemble is not identity_network
 
     @property
     def linear_terms(self) -> list[LinearTerm]:
@@ -103,6 +103,8 @@ class Family:
     reference_keys: ClassVar[tuple[str, ...]] = ("refine",)
     #: evaluation nodes per spatial axis by default
     default_grid: ClassVar[int] = 101
+    #: ``model.init`` values the family can honour
+    model_inits: ClassVar[tuple[str, ...]] = ("siren", "tuner")
     #: pydantic union tags inside the family's schema (left out of error paths)
     schema_tags: ClassVar[tuple[str, ...]] = ()
 

@@ -303,8 +303,11 @@ def _check_training(spec: ProblemSpec, family: Family, fail) -> None:
                     f"training.phases.{i}.weights.residual",
                     "output_layer least_squares needs a residual weight > 0",
                 )
-    if spec.model.init == "tuner" and spec.model.kind != "siren":
-        fail("model.init", "tuner initialisation needs model.kind siren")
+    if spec.model.init not in family.model_inits:
+        allowed = ", ".join(family.model_inits)
+        fail("model.init", f"{spec.model.init!r} is not available for {family.kind} ({allowed})")
+    if spec.model.init != "siren" and spec.model.kind != "siren":
+        fail("model.init", f"{spec.model.init} initialisation needs model.kind siren")
 
 
 def _check(spec: ProblemSpec, file: str) -> None:

@@ -62,8 +62,9 @@ def resolve_omega_0(spec: ProblemSpec, in_axes: tuple[str, ...], out: int) -> tu
 def build_model_for(
     spec: ProblemSpec, compiled: CompiledProblem, omega_0: float | None = None
 ) -> nn.Module:
-    """The trained model of a compiled problem: the ``model`` group's field network, wrapped
-    by the family (e.g. with an inversion's velocity network)."""
+    """The trained model of a compiled problem: the ``model`` group's field network in the
+    training precision (so that a family's own initialisation is exact in it), wrapped by the
+    family (e.g. with an inversion's velocity network)."""
     w0 = omega_0 if omega_0 is not None else float(spec.model.omega_0)
     try:
         field = make_model(
@@ -71,7 +72,7 @@ def build_model_for(
         )
     except UserError as exc:
         raise UserError(f"{spec.name}: {exc}") from None
-    return compiled.assemble(field)
+    return compiled.assemble(field.to(dtype=DTYPES[spec.training.dtype]))
 
 
 def least_squares_hook(
@@ -92,6 +93,7 @@ def least_squares_hook(
         ridge=ls.ridge,
         solver=ls.solver,
         memory_gb=ls.memory_gb,
+        tie=compiled.tie,
         progress=tqdm.write if progress else None,
     )
 

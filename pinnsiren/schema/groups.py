@@ -81,14 +81,17 @@ class FreshSpec(Strict):
 
 class ModelSpec(Strict):
     """The network. ``depth`` counts the hidden layers after the first one: ``depth: 0`` is one
-    hidden layer, i.e. random sine features when the output layer is solved by least squares."""
+    hidden layer, i.e. random sine features when the output layer is solved by least squares.
+    ``init``: ``siren`` (Sitzmann et al.), ``tuner`` (frequency-controlled, bounded weights) or a
+    family's own (``light_cone``: wave features that solve the wave equation exactly, see
+    :mod:`pinnsiren.families.wave`)."""
 
     kind: Literal["siren", "tanh", "relu_pe"] = "siren"
     width: PositiveInt = 128
     depth: NonNegInt = 3
     omega_0: PositiveFloat | Literal["auto"] = 30.0
     hidden_omega: PositiveFloat = 30.0
-    init: Literal["siren", "tuner"] = "siren"
+    init: Literal["siren", "tuner", "light_cone"] = "siren"
     input_scale: dict[Axis, PositiveFloat] = Field(default_factory=dict)
     num_frequencies: PositiveInt = 8
     tuner: TunerSpec = TunerSpec()

@@ -15,8 +15,9 @@ import torch
 from pinnsiren.families.base import CompiledProblem, Fail, Family, mesh_of
 from pinnsiren.families.helmholtz.forward import compile_forward, forward_reference
 from pinnsiren.families.helmholtz.fwi import inversion_metrics, inversion_reference, plot_inversion
+from pinnsiren.families.helmholtz.incident import NEAR_RADIUS
 from pinnsiren.families.helmholtz.inversion import Inversion
-from pinnsiren.families.helmholtz.operator import AXES, pml_of, source_density
+from pinnsiren.families.helmholtz.operator import AXES, physical_box, pml_of, source_density
 from pinnsiren.families.helmholtz.schema import HelmholtzPDE, UnknownVelocity
 from pinnsiren.families.registry import register
 from pinnsiren.output.gridfile import GridData
@@ -66,6 +67,8 @@ class Helmholtz(Family):
             self._check_scattered(spec, fail)
         elif pde.background is not None:
             fail("pde.background", "only used with formulation: scattered")
+        if pde.near_field is not None:
+            self._check_near_field(spec, fail)
         if inversion:
             self._check_inversion(spec, fail)
         elif not pde.sources and pde.rhs is None:
@@ -87,6 +90,28 @@ class Helmholtz(Family):
         for key in ("rhs", "exact"):
             if getattr(pde, key) is not None:
                 fail(f"pde.{key}", "not used by an inversion (the data come from the sources)")
+
+    def _check_near_field(self, spec: ProblemBase, fail: Fail) -> None:
+        """Near-field subtraction: a total-field forward problem with sources, the cutoff's
+        inner disk past the Gaussian (8σ), free of the PML, in a constant velocity."""
+        pde, nf = spec.pde, spec.pde.near_field
+        if pde.formulation != "total" or is_inversion(spec) or not pde.sources:
+            fail("pde.near_field", "needs a forward total-field problem with sources")
+        inner = physical_box(spec) if spec.boundary.kind == "pml" else None
+        angles = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+        radii = np.linspace(0, nf.inner, 9)
+        c0 = None
+        for i, s in enumerate(pde.sources):
+            if nf.inner < NEAR_RADIUS * s.sigma:
+                fail("pde.near_field.inner", f"must be >= {NEAR_RADIUS:g} sigma of source {i}")
+            px = s.position[0] + np.outer(radii, np.cos(angles))
+            py = s.position[1] + np.outer(radii, np.sin(angles))
+            if inner is not None and not inner.contains({"x": px, "y": py}).all():
+                fail("pde.near_field.inner", f"the disk around source {i} reaches into the PML")
+            c = np.broadcast_to(np.asarray(pde.velocity({"x": px, "y": py}), float), px.shape)
+            c0 = c.flat[0] if c0 is None else c0
+            if not np.allclose(c, c0, rtol=1e-9, atol=0):
+                fail("pde.near_field.inner", "the velocity must be one constant within it")
 
     def _check_scattered(self, spec: ProblemBase, fail: Fail) -> None:
         """A scattered-field problem needs a PML and a velocity equal to c₀ inside the layer."""

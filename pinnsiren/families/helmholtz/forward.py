@@ -4,6 +4,10 @@ The network has two outputs (Re u, Im u). Loss terms: the PDE terms of
 :func:`~pinnsiren.families.helmholtz.operator.pde_terms` and, with Dirichlet or Neumann walls
 (no PML), the ``boundary`` term of :mod:`pinnsiren.families.walls`.
 
+Near-field subtraction (``pde.near_field``, total field): u = χ u₀ + v with χ a radial cutoff
+around each source (:func:`~pinnsiren.families.helmholtz.incident.near_field`); the network
+learns v, whose forcing Σ_s (C f_s − L[χ u₀_s]) vanishes where χ = 1 and is smooth elsewhere.
+
 Scattered-field formulation (``pde.formulation: scattered``, background velocity c₀ =
 ``pde.background``, c = c₀ inside the PML): u = u₀ + v with u₀ = Σ_s u₀_s the analytic
 free-space field of the sources in c₀ (:mod:`pinnsiren.families.helmholtz.incident`).
@@ -39,13 +43,13 @@ from pinnsiren.families.base import (
     reference_space,
     spanning,
 )
-from pinnsiren.families.helmholtz.incident import incident_field
+from pinnsiren.families.helmholtz.incident import incident_field, near_field
 from pinnsiren.families.helmholtz.operator import (
     AXES,
-    coefficient_batch,
     complex_field,
     pairs,
     pde_terms,
+    pml_coefficients,
     pml_of,
     source_density,
 )
@@ -56,24 +60,41 @@ from pinnsiren.schema.groups import ProblemBase
 from reference_solvers.helmholtz import solve_helmholtz, solve_helmholtz_walls
 
 
+def source_velocity(spec: ProblemBase) -> float:
+    """c₀ of the near-field subtraction: the velocity at the first source."""
+    s = spec.pde.sources[0]
+    at = {"x": np.array([s.position[0]]), "y": np.array([s.position[1]])}
+    return float(np.asarray(spec.pde.velocity(at), dtype=float).ravel()[0])
+
+
 def incident(spec: ProblemBase, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Σ_s u₀_s at points (complex) for the scattered formulation, else zero."""
+    """What the solution adds to the network's field at points (complex): Σ_s u₀_s for the
+    scattered formulation, the near field χ u₀ with ``near_field``, else zero."""
     pde = spec.pde
+    if pde.near_field is not None:
+        nf = pde.near_field
+        c0 = source_velocity(spec)
+        return near_field(x, y, pde.sources, pde.omega, c0, nf.inner, nf.outer)[0]
     if pde.formulation != "scattered" or not pde.sources:
         return np.zeros(np.broadcast(x, y).shape, dtype=complex)
     return incident_field(x, y, pde.sources, pde.omega, pde.background).sum(axis=0)
 
 
-def right_hand_side(spec: ProblemBase, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """The right-hand side the network's field solves for, at points (complex): the sources
-    plus ``pde.rhs`` (total), or the scattering source plus ``pde.rhs`` (scattered)."""
+def forcing(spec: ProblemBase, x: np.ndarray, y: np.ndarray, co: dict, k2: np.ndarray):
+    """The right-hand side g of L v = g for the network's field v at points (complex):
+    C (Σ_s f_s + ``pde.rhs``) for the total field; the near-field forcing plus C ``rhs`` with
+    ``near_field``; C ω² (1/c₀² − 1/c²) u₀ + C ``rhs`` for the scattered field."""
     pde = spec.pde
-    coords = {"x": x, "y": y}
-    extra = complex_field(pde.rhs, coords)
+    extra = co["C"] * complex_field(pde.rhs, {"x": x, "y": y})
+    if pde.near_field is not None:
+        nf = pde.near_field
+        c0 = source_velocity(spec)
+        args = (x, y, pde.sources, pde.omega, c0, nf.inner, nf.outer, co, k2)
+        return near_field(*args)[1] + extra
     if pde.formulation == "scattered":
-        s2 = 1.0 / np.asarray(pde.velocity(coords), dtype=float) ** 2
-        return pde.omega**2 * (1 / pde.background**2 - s2) * incident(spec, x, y) + extra
-    return source_density(x, y, pde.sources) + extra
+        scattering = (pde.omega**2 / pde.background**2 - k2) * incident(spec, x, y)
+        return co["C"] * scattering + extra
+    return co["C"] * source_density(x, y, pde.sources) + extra
 
 
 def compile_forward(spec: ProblemBase, gen: torch.Generator) -> CompiledProblem:
@@ -81,15 +102,15 @@ def compile_forward(spec: ProblemBase, gen: torch.Generator) -> CompiledProblem:
     omega = pde.omega
 
     def batch_at(points: Tensor) -> Batch:
-        batch = coefficient_batch(points, spec, omega)
         x, y = points[:, 0].numpy(), points[:, 1].numpy()
-        c = np.asarray(pde.velocity(coords_of(points, AXES)), dtype=float)
-        co_c = batch["C"][:, 0].numpy() + 1j * batch["C"][:, 1].numpy()
-        batch["Ck2"] = pairs(co_c * omega**2 / c**2)
-        batch["g"] = pairs(co_c * right_hand_side(spec, x, y))
+        co = pml_coefficients(x, y, spec, omega)
+        k2 = omega**2 / np.asarray(pde.velocity(coords_of(points, AXES)), dtype=float) ** 2
+        batch = {"x": points, **{k: pairs(v) for k, v in co.items()}}
+        batch["Ck2"] = pairs(co["C"] * k2)
+        batch["g"] = pairs(forcing(spec, x, y, co, k2))
         return batch
 
-    total = pde.formulation == "total" and bool(pde.sources)
+    total = pde.formulation == "total" and bool(pde.sources) and pde.near_field is None
     terms = pde_terms(spec, gen, batch_at, pde.sources, with_source_term=total)
     if spec.boundary.kind in ("dirichlet", "neumann"):
         terms.append(wall_term(spec, gen, Box.from_domain(spec.domain, AXES), channels=2))

@@ -367,6 +367,7 @@ class Inversion:
             group=2,
             assemble=self.assemble,
             network=wavefield,
+            composite=True,
             hooks=[pretrain],
             writers=[self.write_velocity],
         )

@@ -137,6 +137,24 @@ def _complex_field(value: Any) -> Any:
 ComplexFieldValue = Annotated[ComplexField, BeforeValidator(_complex_field)]
 
 
+class NearField(Strict):
+    """Near-field subtraction of the total field: u = χ u₀ + v, u₀ the analytic free-space
+    field of the sources in the velocity c₀ at the sources, χ(r) a smooth radial cutoff
+    (1 for r ≤ ``inner``, 0 for r ≥ ``outer``, r the distance to a source). The network
+    learns v, whose forcing is smooth (the narrow source cancels against L[χ u₀]); it still
+    carries the whole outgoing wave beyond ``outer``. Needs ``inner`` ≥ 8σ, c = c₀ within
+    ``inner`` of every source and no PML there; ``outer`` may reach into the PML."""
+
+    inner: PositiveFloat
+    outer: PositiveFloat
+
+    @model_validator(mode="after")
+    def _order(self) -> NearField:
+        if not self.inner < self.outer:
+            raise PydanticCustomError("field", "{msg}", {"msg": "needs inner < outer"})
+        return self
+
+
 def _velocity_tag(value: Any) -> str:
     """``pde.velocity`` is an inversion's unknown model when it is a mapping with ``unknown``
     (or, when serialising, an :class:`UnknownVelocity`)."""
@@ -149,7 +167,8 @@ class HelmholtzPDE(Strict):
     """(Δ + ω²/c²) u = Σ_s a_s g_σ(x − x_s) + f, complex u, time convention e^{+iωt}.
 
     ``rhs`` f: a further right-hand side (a field, or ``{real, imag}``); ``exact``: the exact
-    solution, when known (reported as ``pinn_vs_exact``).
+    solution, when known (reported as ``pinn_vs_exact``); ``near_field``: subtract the sources'
+    near field from the total field (:class:`NearField`).
     ``formulation``: ``total`` — the network is u; ``scattered`` — u = u₀ + u_s with u₀ the
     analytic free-space field of the sources in the constant background velocity c₀
     (:mod:`pinnsiren.families.helmholtz.incident`) and the network is u_s (needs a PML, and
@@ -171,3 +190,4 @@ class HelmholtzPDE(Strict):
     data: DataSpec | None = None
     formulation: Literal["total", "scattered"] = "total"
     background: PositiveFloat | None = None
+    near_field: NearField | None = None
