@@ -836,6 +836,10 @@ def jet(
     """
     if engine not in ("auto", "fused", "functional"):
         raise ValueError(f"jet: engine must be 'auto', 'fused' or 'functional', got {engine!r}")
+    provider = getattr(model, "feature_jet", None)
+    if provider is not None:  # a network assembled from others (pinnsiren.engine.regions)
+        feats = provider(x, request)
+        return feats if features else _through_last(feats, model)
     fused = engine == "fused" or (engine == "auto" and not _compiling())
     if not isinstance(request, DerivativeRequest):
         raise ValueError(f"jet: request must be a DerivativeRequest, got {type(request).__name__}")
@@ -868,6 +872,18 @@ def jet(
     else:
         rows = torch.cat([_rows(net, xc, plan, fused, features) for xc in x.split(chunk)], dim=1)
     return _unpack(rows, request, plan)
+
+
+def _through_last(feats: Jet, model: nn.Module) -> Jet:
+    """u = W φ + c b from the feature jet of a composite network (c its ``feature_constant``)."""
+    w = model.last.weight.T
+    bias = getattr(model, "feature_constant", 1.0) * model.last.bias
+    return Jet(
+        value=feats.value @ w + bias,
+        gradient={a: t @ w for a, t in feats.gradient.items()},
+        second={a: t @ w for a, t in feats.second.items()},
+        laplacian=None if feats.laplacian is None else feats.laplacian @ w,
+    )
 
 
 def _unpack(rows: Tensor, request: DerivativeRequest, plan: _Plan) -> Jet:

@@ -64,16 +64,16 @@ class LeastSquaresError(UserError):
 
 
 # --------------------------------------------------------------------------------- assembly
-def _with_constant(j: Jet, tie: Tensor | None = None) -> Jet:
-    """The feature jet with the constant feature φ_K = 1 appended (zero derivatives), mapped
-    by ``tie`` ((K + 1, K'): the solved features are φ·tie) when given."""
+def _with_constant(j: Jet, tie: Tensor | None = None, constant: float = 1.0) -> Jet:
+    """The feature jet with the constant feature φ_K = ``constant`` appended (zero
+    derivatives), mapped by ``tie`` ((K + 1, K'): the solved features are φ·tie) when given."""
 
     def pad(t: Tensor, value: float) -> Tensor:
         out = torch.cat([t, torch.full_like(t[:, :1], value)], dim=1)
         return out if tie is None else out @ tie.to(out.dtype)
 
     return Jet(
-        value=pad(j.value, 1.0),
+        value=pad(j.value, constant),
         gradient={a: pad(t, 0.0) for a, t in j.gradient.items()},
         second={a: pad(t, 0.0) for a, t in j.second.items()},
         laplacian=None if j.laplacian is None else pad(j.laplacian, 0.0),
@@ -147,7 +147,8 @@ def iter_term_rows(
         size = max(1, _CHUNK_BYTES // per_point)
     for part in _split(batch, n, size):
         coeffs = term.prepare(part, model)
-        feats = _with_constant(jet(net, part["x"], term.request, features=True), tie)
+        constant = getattr(net, "feature_constant", 1.0)
+        feats = _with_constant(jet(net, part["x"], term.request, features=True), tie, constant)
         a = _operator_columns(term, feats, coeffs, group)
         g = term.target(coeffs)
         g = g if g.dim() == 2 else g[:, None]

@@ -103,8 +103,9 @@ class Family:
     reference_keys: ClassVar[tuple[str, ...]] = ("refine",)
     #: evaluation nodes per spatial axis by default
     default_grid: ClassVar[int] = 101
-    #: ``model.init`` values the family can honour
+    #: ``model.init`` values the family can honour, and whether it honours ``model.inclusion``
     model_inits: ClassVar[tuple[str, ...]] = ("siren", "tuner")
+    inclusion_features: ClassVar[bool] = False
     #: pydantic union tags inside the family's schema (left out of error paths)
     schema_tags: ClassVar[tuple[str, ...]] = ()
 

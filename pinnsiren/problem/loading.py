@@ -306,6 +306,8 @@ def _check_training(spec: ProblemSpec, family: Family, fail) -> None:
     if spec.model.init not in family.model_inits:
         allowed = ", ".join(family.model_inits)
         fail("model.init", f"{spec.model.init!r} is not available for {family.kind} ({allowed})")
+    if spec.model.inclusion is not None and not family.inclusion_features:
+        fail("model.inclusion", f"{family.kind} has no inclusion features")
     if spec.model.init != "siren" and spec.model.kind != "siren":
         fail("model.init", f"{spec.model.init} initialisation needs model.kind siren")
 

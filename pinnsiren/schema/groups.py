@@ -79,6 +79,15 @@ class FreshSpec(Strict):
     grid: PositiveInt = 128
 
 
+class InclusionFeatures(Strict):
+    """Features switched on only inside a coefficient's inclusion (``model.inclusion``): a
+    second one-hidden-layer SIREN of ``width`` neurons at ``omega_0`` whose features exist
+    inside the region only (see :mod:`pinnsiren.engine.regions`)."""
+
+    width: PositiveInt
+    omega_0: PositiveFloat = 30.0
+
+
 class ModelSpec(Strict):
     """The network. ``depth`` counts the hidden layers after the first one: ``depth: 0`` is one
     hidden layer, i.e. random sine features when the output layer is solved by least squares.
@@ -96,6 +105,7 @@ class ModelSpec(Strict):
     num_frequencies: PositiveInt = 8
     tuner: TunerSpec = TunerSpec()
     fresh: FreshSpec = FreshSpec()
+    inclusion: InclusionFeatures | None = None
 
 
 class PhaseSpec(Strict):

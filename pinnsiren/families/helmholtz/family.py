@@ -21,6 +21,8 @@ from pinnsiren.families.helmholtz.operator import AXES, physical_box, pml_of, so
 from pinnsiren.families.helmholtz.schema import HelmholtzPDE, UnknownVelocity
 from pinnsiren.families.registry import register
 from pinnsiren.output.gridfile import GridData
+from pinnsiren.schema.fields import BoxField
+from pinnsiren.schema.fields import Disk as DiskField
 from pinnsiren.schema.groups import ProblemBase
 from reference_solvers.helmholtz import solve_helmholtz
 
@@ -32,7 +34,7 @@ def is_inversion(spec: ProblemBase) -> bool:
 class Helmholtz(Family):
     kind = "helmholtz"
     schema = HelmholtzPDE
-    terms = ("residual", "interior", "source", "boundary", "data", "tv")
+    terms = ("residual", "interior", "source", "boundary", "interface", "data", "tv")
     planar = True
     space = (2, 2)
     boundaries = ("pml", "dirichlet", "neumann")
@@ -40,6 +42,7 @@ class Helmholtz(Family):
     reference_keys = ("refine", "iterations", "tv", "multiscale")
     default_grid = 256
     schema_tags = ("velocity-",)
+    inclusion_features = True
 
     # ------------------------------------------------------------------ validation
     def check(self, spec: ProblemBase, fail: Fail) -> None:
@@ -69,6 +72,11 @@ class Helmholtz(Family):
             fail("pde.background", "only used with formulation: scattered")
         if pde.near_field is not None:
             self._check_near_field(spec, fail)
+        if spec.model.inclusion is not None:
+            if inversion or not isinstance(pde.velocity, (DiskField, BoxField)):
+                fail("model.inclusion", "needs a forward problem whose velocity is a disk or box")
+            if spec.model.kind != "siren":
+                fail("model.inclusion", "inclusion features extend a siren (model.kind siren)")
         if inversion:
             self._check_inversion(spec, fail)
         elif not pde.sources and pde.rhs is None:

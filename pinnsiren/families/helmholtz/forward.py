@@ -8,6 +8,16 @@ Near-field subtraction (``pde.near_field``, total field): u = χ u₀ + v with �
 around each source (:func:`~pinnsiren.families.helmholtz.incident.near_field`); the network
 learns v, whose forcing Σ_s (C f_s − L[χ u₀_s]) vanishes where χ = 1 and is smooth elsewhere.
 
+Inclusion features (``model.inclusion``, a velocity given as a disk or box shape): the field
+network is a :class:`~pinnsiren.engine.regions.RegionSum` whose second feature set lives only
+inside the shape, so the field's second derivatives may jump across its boundary Γ like those
+of the true solution; the ``interface`` term holds u and ∂ₙu continuous there,
+r = (ω² [u], ω [∂ₙu]) (scaled like the PDE residual ~ ω² u).
+
+The FD reference samples the velocity as 1/c² averaged over each node's cell (16 × 16
+sub-samples where the cell meets a jump), which keeps the five-point solve second order
+across an interface (node values make it first order).
+
 Scattered-field formulation (``pde.formulation: scattered``, background velocity c₀ =
 ``pde.background``, c = c₀ inside the PML): u = u₀ + v with u₀ = Σ_s u₀_s the analytic
 free-space field of the sources in c₀ (:mod:`pinnsiren.families.helmholtz.incident`).
@@ -29,7 +39,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from pinnsiren.engine.terms import Batch
+from pinnsiren.engine.jets import DerivativeRequest, Jet
+from pinnsiren.engine.nets import Siren
+from pinnsiren.engine.regions import BoxRegion, Disk, RegionSum
+from pinnsiren.engine.terms import Batch, LinearTerm, identity_network
 from pinnsiren.errors import UserError
 from pinnsiren.families.base import (
     CompiledProblem,
@@ -55,6 +68,7 @@ from pinnsiren.families.helmholtz.operator import (
 )
 from pinnsiren.families.walls import fd_walls, wall_term
 from pinnsiren.output.gridfile import GridData
+from pinnsiren.schema.fields import Disk as DiskField
 from pinnsiren.schema.geometry import Box
 from pinnsiren.schema.groups import ProblemBase
 from reference_solvers.helmholtz import solve_helmholtz, solve_helmholtz_walls
@@ -114,6 +128,10 @@ def compile_forward(spec: ProblemBase, gen: torch.Generator) -> CompiledProblem:
     terms = pde_terms(spec, gen, batch_at, pde.sources, with_source_term=total)
     if spec.boundary.kind in ("dirichlet", "neumann"):
         terms.append(wall_term(spec, gen, Box.from_domain(spec.domain, AXES), channels=2))
+    assemble, composite = identity_network, False
+    if spec.model.inclusion is not None:
+        terms.append(interface_term(spec, gen))
+        assemble, composite = (lambda net: inclusion_network(spec, net)), True
 
     def evaluate(model: nn.Module) -> GridData:
         data = grid_data(spec, "pinn")
@@ -124,7 +142,79 @@ def compile_forward(spec: ProblemBase, gen: torch.Generator) -> CompiledProblem:
         data.add("u", u.reshape(shape), AXES)
         return data
 
-    return CompiledProblem(spec, AXES, 2, terms, evaluate, group=2)
+    return CompiledProblem(
+        spec, AXES, 2, terms, evaluate, group=2, assemble=assemble, composite=composite
+    )
+
+
+def region_of(spec: ProblemBase) -> nn.Module:
+    """The inclusion of a disk- or box-shaped velocity as a region mask."""
+    shape = spec.pde.velocity
+    if isinstance(shape, DiskField):
+        return Disk(shape.center, shape.radius)
+    return BoxRegion(shape.box.lower, shape.box.upper)
+
+
+def inclusion_network(spec: ProblemBase, outer: nn.Module) -> RegionSum:
+    """The ``model`` network plus ``model.inclusion``'s features inside the velocity's shape."""
+    inc = spec.model.inclusion
+    inner = Siren(2, 2, width=inc.width, depth=0, omega_0=inc.omega_0).to(outer.last.weight)
+    return RegionSum(outer, inner, region_of(spec), 2).to(outer.last.weight)
+
+
+def interface_term(spec: ProblemBase, gen: torch.Generator) -> LinearTerm:
+    """Continuity of u and ∂ₙu across the inclusion's boundary: rows of the jump network."""
+    shape, omega = spec.pde.velocity, spec.pde.omega
+
+    def sample(step: int, n: int) -> Batch:
+        if isinstance(shape, DiskField):
+            angle = 2 * np.pi * torch.rand(n, generator=gen, dtype=torch.float64)
+            normal = torch.stack([torch.cos(angle), torch.sin(angle)], dim=1)
+            points = torch.tensor(shape.center, dtype=torch.float64) + shape.radius * normal
+        else:
+            points, normal, _ = shape.box.on_faces(n, gen)
+        return {"x": points, "n": normal}
+
+    def jumps(j: Jet, b: Batch) -> Tensor:
+        flux = j.gradient[0] * b["n"][:, :1] + j.gradient[1] * b["n"][:, 1:2]
+        return torch.cat([omega**2 * j.value, omega * flux], dim=1)
+
+    return LinearTerm(
+        name="interface",
+        weight=spec.weight("interface"),
+        sampler=sample,
+        points=spec.points("interface", 800),
+        request=DerivativeRequest(gradient=(0, 1)),
+        operator=jumps,
+        target=lambda b: torch.zeros(len(b["x"]), 4, dtype=b["x"].dtype, device=b["x"].device),
+        network=lambda model: model.jump(),
+    )
+
+
+def cell_slowness_velocity(spec: ProblemBase, space: dict[str, np.ndarray]) -> np.ndarray:
+    """c at the FD nodes with 1/c² averaged over each node's cell where c jumps nearby (see
+    the module docstring)."""
+    c = on_grid(spec, spec.pde.velocity, space)
+    jump = np.zeros(c.shape, dtype=bool)
+    for axis in (0, 1):
+        step = np.diff(c, axis=axis) != 0
+        lo = [slice(None)] * 2
+        hi = [slice(None)] * 2
+        lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+        jump[tuple(lo)] |= step
+        jump[tuple(hi)] |= step
+    if not jump.any():
+        return c
+    x, y = space["x"], space["y"]
+    hx, hy = x[1] - x[0], y[1] - y[0]
+    ix, iy = np.nonzero(jump)
+    offsets = (np.arange(16) + 0.5) / 16 - 0.5
+    sx = x[ix, None, None] + hx * offsets[None, :, None]
+    sy = y[iy, None, None] + hy * offsets[None, None, :]
+    sx, sy = np.broadcast_arrays(sx, sy)
+    sub = np.asarray(spec.pde.velocity({"x": sx, "y": sy}), dtype=float)
+    c[ix, iy] = 1.0 / np.sqrt(np.mean(1.0 / np.broadcast_to(sub, sx.shape) ** 2, axis=(1, 2)))
+    return c
 
 
 def forward_reference(spec: ProblemBase) -> GridData:
@@ -132,7 +222,7 @@ def forward_reference(spec: ProblemBase) -> GridData:
     pde = spec.pde
     grid, space, r = reference_space(spec)
     x, y = space["x"], space["y"]
-    velocity = on_grid(spec, pde.velocity, space)
+    velocity = cell_slowness_velocity(spec, space)
     if np.any(velocity <= 0):
         raise UserError(f"{spec.name}: pde.velocity must be positive everywhere")
     mesh = mesh_of(space)
