@@ -87,11 +87,14 @@ def _in_channel(t: Tensor, c: int, p: int) -> Tensor:
 
 
 def _operator_columns(term: LinearTerm, feats: Jet, coeffs: Batch, group: int) -> Tensor:
-    """[L[e_c φ_j]] for one chunk of points: (n, m, p·(K + 1)), columns ordered (c, j)."""
+    """[L[e_c φ_j]] for one chunk of points: (n, m, p·(K + 1)), columns ordered (c, j). For a
+    complex-linear operator on pairs the imaginary channel's columns are the real channel's
+    times i: each residual pair (a, b) becomes (−b, a)."""
     grad_axes, second_axes = list(feats.gradient), list(feats.second)
     has_lap = feats.laplacian is not None
+    rotate = term.complex_pairs and group == 2
     columns = []
-    for c in range(group):
+    for c in range(1 if rotate else group):
 
         def column(value: Tensor, *derivs: Tensor, c: int = c) -> Tensor:
             k = len(grad_axes)
@@ -111,6 +114,9 @@ def _operator_columns(term: LinearTerm, feats: Jet, coeffs: Batch, group: int) -
         if has_lap:
             tensors.append(feats.laplacian)
         columns.append(torch.func.vmap(column, in_dims=1, out_dims=2)(*tensors))
+    if rotate:
+        real = columns[0]
+        columns.append(torch.stack([-real[:, 1::2], real[:, 0::2]], dim=2).flatten(1, 2))
     return torch.cat(columns, dim=2)
 
 

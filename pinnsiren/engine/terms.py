@@ -105,6 +105,9 @@ class LinearTerm(Term):
     prepare: Callable[[Batch, nn.Module], Batch] = plain_coefficients
     network: Callable[[nn.Module], nn.Module] = identity_network
     in_fit: bool = True
+    #: the operator is complex-linear on (Re, Im) pairs, L[i u] = i L[u], and its residual
+    #: components are such pairs: the least-squares assembly then evaluates one channel
+    complex_pairs: bool = False
 
     def residual(self, model: nn.Module, batch: Batch) -> Tensor:
         coeffs = self.prepare(batch, model)

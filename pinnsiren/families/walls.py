@@ -99,4 +99,5 @@ def wall_term(
         request=DerivativeRequest(gradient=tuple(range(d)) if has_neumann else ()),
         operator=operator,
         target=target,
+        complex_pairs=channels == 2,
     )

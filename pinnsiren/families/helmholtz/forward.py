@@ -188,6 +188,7 @@ def interface_term(spec: ProblemBase, gen: torch.Generator) -> LinearTerm:
         operator=jumps,
         target=lambda b: torch.zeros(len(b["x"]), 4, dtype=b["x"].dtype, device=b["x"].device),
         network=lambda model: model.jump(),
+        complex_pairs=True,
     )
 
 

@@ -263,6 +263,7 @@ class Inversion:
             target=lambda b: b["d"] / rms,
             network=wavefield,
             in_fit=False,
+            complex_pairs=True,
         )
 
     def tv_term(self) -> Term | None:

@@ -168,6 +168,7 @@ def pde_terms(
             prepare=prepare,
             network=network,
             follows=follows,
+            complex_pairs=True,
         )
 
     def sample_source(step: int, n: int) -> Batch:
