@@ -8,14 +8,13 @@ import torch
 
 from pinnsiren.engine import nets
 from pinnsiren.engine.jets import Jet
-from pinnsiren.engine.nets import build_model
 from pinnsiren.engine.sampling import Curriculum, make_generator
 from pinnsiren.families.helmholtz import is_inversion
 from pinnsiren.families.helmholtz.operator import coefficient_batch, helmholtz_operator, pairs
 from pinnsiren.families.wave import causal_reduce
 from pinnsiren.problem import SpecError, load_problem, parse_problem
 from pinnsiren.run.compare import compare_run
-from pinnsiren.run.solve import solve
+from pinnsiren.run.solve import build_model_for, solve
 from pinnsiren.schema.geometry import Box
 from reference_solvers.helmholtz import PML
 from reference_solvers.helmholtz import helmholtz_operator as fd_operator
@@ -93,12 +92,12 @@ def test_every_shipped_forward_problem_compiles_and_its_terms_evaluate():
         spec = load_problem(path)
         if spec.kind == "fit" or (spec.kind == "helmholtz" and is_inversion(spec)):
             continue
-        spec = load_problem(path, ["sampling.points.residual=64"])
+        small = ["sampling.points.residual=64", "model.width=16"]
+        if spec.model.inclusion is not None:
+            small.append("model.inclusion.width=8")
+        spec = load_problem(path, small)
         compiled = spec.family.compile(spec, make_generator(0))
-        model = build_model(
-            "siren", len(compiled.in_axes), compiled.out_features, width=16, depth=2
-        )
-        model = model.double()
+        model = build_model_for(spec, compiled).double()
         compiled.to(torch.device("cpu"), torch.float64)
         for term in compiled.terms:
             loss = term.loss(model, term.sample(0))
@@ -140,12 +139,8 @@ SCATTERED_SQUARE = [
     "pde.background=1.0",
     "pde.omega=4.0",
     "pde.sources.0.sigma=0.05",
-    "model.width=48",
-    "model.depth=2",
-    "model.omega_0=6.0",
-    "training.dtype=float64",
-    "training.phases.0.steps=900",
-    "training.phases.0.lr=2e-3",
+    "model={width: 48, depth: 2, omega_0: 6.0}",
+    "training={dtype: float64, phases: [{steps: 900, lr: 2.0e-3, schedule: cosine}]}",
     "sampling.points={residual: 1024}",
     "evaluation.grid.x=41",
     "evaluation.grid.y=41",

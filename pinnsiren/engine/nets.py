@@ -96,6 +96,21 @@ class _Stack(nn.Module):
                 f"got {tuple(x.shape)}"
             )
 
+    def _embed(self, x: Tensor) -> Tensor:
+        """What the first layer sees: the scaled input (an encoding for ReLU + PE)."""
+        return x * self.input_scale
+
+    def _activation(self, z: Tensor, first: bool) -> Tensor:
+        raise NotImplementedError
+
+    def features(self, x: Tensor) -> Tensor:
+        """The last hidden layer's activations φ(x), shape ``(N, width)``."""
+        self._check_input(x)
+        h = self._activation(self.first(self._embed(x)), True)
+        for layer in self.hidden:
+            h = self._activation(layer(h), False)
+        return h
+
 
 class Siren(_Stack):
     r"""Sinusoidal representation network.
@@ -152,13 +167,8 @@ class Siren(_Stack):
             bound = math.sqrt(6.0 / layer.in_features) / self.hidden_omega
             layer.weight.uniform_(-bound, bound)
 
-    def features(self, x: Tensor) -> Tensor:
-        """The last hidden layer's activations φ(x), shape ``(N, width)``."""
-        self._check_input(x)
-        h = torch.sin(self.omega_0 * self.first(x * self.input_scale))
-        for layer in self.hidden:
-            h = torch.sin(self.hidden_omega * layer(h))
-        return h
+    def _activation(self, z: Tensor, first: bool) -> Tensor:
+        return torch.sin((self.omega_0 if first else self.hidden_omega) * z)
 
     def forward(self, x: Tensor) -> Tensor:
         """Evaluate the network on points ``x`` of shape ``(N, in_features)``."""
@@ -200,13 +210,8 @@ class TanhMLP(_Stack):
             nn.init.xavier_uniform_(layer.weight)
             nn.init.zeros_(layer.bias)
 
-    def features(self, x: Tensor) -> Tensor:
-        """The last hidden layer's activations φ(x), shape ``(N, width)``."""
-        self._check_input(x)
-        h = torch.tanh(self.first(x * self.input_scale))
-        for layer in self.hidden:
-            h = torch.tanh(layer(h))
-        return h
+    def _activation(self, z: Tensor, first: bool) -> Tensor:
+        return torch.tanh(z)
 
     def forward(self, x: Tensor) -> Tensor:
         """Evaluate the network on points ``x`` of shape ``(N, in_features)``."""
@@ -263,13 +268,11 @@ class ReluPE(_Stack):
         phase = (xi.unsqueeze(-1) * self.frequencies).flatten(1)  # (N, d*L), axis-major
         return torch.cat([xi, torch.sin(phase), torch.cos(phase)], dim=1)
 
-    def features(self, x: Tensor) -> Tensor:
-        """The last hidden layer's activations φ(x), shape ``(N, width)``."""
-        self._check_input(x)
-        h = torch.relu(self.first(self.encode(x)))
-        for layer in self.hidden:
-            h = torch.relu(layer(h))
-        return h
+    def _embed(self, x: Tensor) -> Tensor:
+        return self.encode(x)
+
+    def _activation(self, z: Tensor, first: bool) -> Tensor:
+        return torch.relu(z)
 
     def forward(self, x: Tensor) -> Tensor:
         """Evaluate the network on points ``x`` of shape ``(N, in_features)``."""

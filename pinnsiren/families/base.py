@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from pinnsiren.engine.hooks import StepHooks
+from pinnsiren.engine.jets import DerivativeRequest
 from pinnsiren.engine.sampling import Curriculum
 from pinnsiren.engine.terms import LinearTerm, Term, identity_network
 from pinnsiren.errors import UserError
@@ -240,6 +241,43 @@ def curriculum_of(spec: ProblemBase) -> Curriculum:
         focus_fraction=c.focus_fraction,
         focus_duration=c.focus_duration,
     )
+
+
+def value_term(
+    spec: ProblemBase, name: str, sampler, points: int, default_weight: float
+) -> LinearTerm:
+    """The term r = u − f of a value condition (an initial value), ``f`` the batch's values."""
+    return LinearTerm(
+        name=name,
+        weight=spec.weight(name, default_weight),
+        sampler=sampler,
+        points=points,
+        request=DerivativeRequest(),
+        operator=lambda j, b: j.value,
+        target=lambda b: b["f"][:, None],
+    )
+
+
+def initial_value_target(spec: ProblemBase) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """FreSh's target of a time-dependent problem: u(x, t0) on ``model.fresh.grid`` nodes per
+    spatial axis, with the coordinates (the slice t = t0)."""
+    n = spec.model.fresh.grid
+    mesh = mesh_of({a: np.linspace(*spec.domain[a], n) for a in spec.space_axes})
+    shape = mesh[spec.space_axes[0]].shape
+    target = np.broadcast_to(np.asarray(spec.initial.value(mesh), dtype=float), shape)
+    return target, {**mesh, "t": np.full(shape, spec.domain["t"][0])}
+
+
+def fd_data(spec: ProblemBase, grid: dict[str, np.ndarray], u: np.ndarray, r: int) -> GridData:
+    """The FD solution ``u`` (on the r-times refined grid; t first when there is one) on the
+    evaluation grid, with the exact solution when the problem declares one."""
+    data = grid_data(spec, "fd")
+    lead = 1 if "t" in grid else 0
+    data.add("u", coarsen(u, r, lead=lead), tuple(data.grid))
+    exact = exact_solution(spec, grid)
+    if exact is not None:
+        data.add("exact", exact, tuple(data.grid))
+    return data
 
 
 # --------------------------------------------------------------------------------- FD grids

@@ -24,16 +24,15 @@ from pinnsiren.engine.terms import Batch, LinearTerm
 from pinnsiren.families.base import (
     CompiledProblem,
     Family,
-    coarsen,
     coords_of,
     curriculum_of,
     evaluate_scalar,
-    exact_solution,
-    grid_data,
-    mesh_of,
+    fd_data,
+    initial_value_target,
     on_grid,
     reference_space,
     spanning,
+    value_term,
 )
 from pinnsiren.families.registry import register
 from pinnsiren.families.walls import DIRICHLET_NEUMANN, fd_walls, wall_term
@@ -102,15 +101,7 @@ class Heat(Family):
                 operator=heat_operator,
                 target=lambda b: b["f"][:, None],
             ),
-            LinearTerm(
-                name="initial_value",
-                weight=spec.weight("initial_value", 100.0),
-                sampler=sample_initial,
-                points=spec.points("initial", 1024),
-                request=DerivativeRequest(),
-                operator=lambda j, b: j.value,
-                target=lambda b: b["f"][:, None],
-            ),
+            value_term(spec, "initial_value", sample_initial, spec.points("initial", 1024), 100.0),
             wall_term(spec, gen, box, times=wall_times, default_points=1024),
         ]
         return CompiledProblem(spec, axes, 1, terms, evaluate_scalar(spec, axes))
@@ -133,19 +124,10 @@ class Heat(Family):
             t0=spec.domain["t"][0],
             dt=spec.reference.dt,
         )
-        data = grid_data(spec, "fd")
-        data.add("u", coarsen(u, r, lead=1), tuple(data.grid))
-        exact = exact_solution(spec, grid)
-        if exact is not None:
-            data.add("exact", exact, tuple(data.grid))
-        return data
+        return fd_data(spec, grid, u, r)
 
     def fresh_target(self, spec: ProblemBase) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        n = spec.model.fresh.grid
-        mesh = mesh_of({a: np.linspace(*spec.domain[a], n) for a in spec.space_axes})
-        shape = mesh[spec.space_axes[0]].shape
-        target = np.broadcast_to(np.asarray(spec.initial.value(mesh), dtype=float), shape)
-        return target, {**mesh, "t": np.full(shape, spec.domain["t"][0])}
+        return initial_value_target(spec)
 
 
 register(Heat())

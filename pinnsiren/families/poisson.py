@@ -24,11 +24,9 @@ from pinnsiren.errors import UserError
 from pinnsiren.families.base import (
     CompiledProblem,
     Family,
-    coarsen,
     coords_of,
     evaluate_scalar,
-    exact_solution,
-    grid_data,
+    fd_data,
     mesh_of,
     on_grid,
     reference_space,
@@ -92,12 +90,7 @@ class Poisson(Family):
         spanning(spec, space)
         rhs = on_grid(spec, spec.pde.rhs, space)
         u = solve_poisson(list(space.values()), rhs, fd_walls(spec, space))
-        data = grid_data(spec, "fd")
-        data.add("u", coarsen(u, r), spec.space_axes)
-        exact = exact_solution(spec, grid)
-        if exact is not None:
-            data.add("exact", exact, spec.space_axes)
-        return data
+        return fd_data(spec, grid, u, r)
 
     def fresh_target(self, spec: ProblemBase) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         n = spec.model.fresh.grid

@@ -50,17 +50,18 @@ from pinnsiren.errors import UserError
 from pinnsiren.families.base import (
     CompiledProblem,
     Family,
-    coarsen,
     coords_of,
     curriculum_of,
     evaluate_scalar,
-    exact_solution,
+    fd_data,
     grid_data,
     grid_points,
+    initial_value_target,
     mesh_of,
     on_grid,
     predict,
     reference_space,
+    value_term,
 )
 from pinnsiren.families.registry import register
 from pinnsiren.families.walls import wall_term
@@ -277,9 +278,6 @@ class Wave(Family):
             pts = torch.cat([x, torch.full((n, 1), t0, dtype=torch.float64)], dim=1)
             return {"x": pts, "f": initial.value(coords), "g": initial.velocity(coords)}
 
-        def value(j: Jet, b: Batch) -> Tensor:
-            return j.value
-
         def time_derivative(j: Jet, b: Batch) -> Tensor:
             return j.gradient[d]
 
@@ -297,15 +295,7 @@ class Wave(Family):
                 if causal.enabled
                 else None,
             ),
-            LinearTerm(
-                name="initial_value",
-                weight=spec.weight("initial_value", 100.0),
-                sampler=sample_initial,
-                points=n_init,
-                request=DerivativeRequest(),
-                operator=value,
-                target=lambda b: b["f"][:, None],
-            ),
+            value_term(spec, "initial_value", sample_initial, n_init, 100.0),
             LinearTerm(
                 name="initial_velocity",
                 weight=spec.weight("initial_velocity", 10.0),
@@ -403,19 +393,10 @@ class Wave(Family):
             )
         except ValueError as exc:
             raise UserError(f"{spec.name}: reference: {exc}") from None
-        data = grid_data(spec, "fd")
-        data.add("u", coarsen(u, r, lead=1), tuple(data.grid))
-        exact = exact_solution(spec, grid)
-        if exact is not None:
-            data.add("exact", exact, tuple(data.grid))
-        return data
+        return fd_data(spec, grid, u, r)
 
     def fresh_target(self, spec: ProblemBase) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        n = spec.model.fresh.grid
-        mesh = mesh_of({a: np.linspace(*spec.domain[a], n) for a in spec.space_axes})
-        shape = mesh[spec.space_axes[0]].shape
-        target = np.broadcast_to(np.asarray(spec.initial.value(mesh), dtype=float), shape)
-        return target, {**mesh, "t": np.full(shape, spec.domain["t"][0])}
+        return initial_value_target(spec)
 
 
 register(Wave())
