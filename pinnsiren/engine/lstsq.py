@@ -25,12 +25,21 @@ Solves
   differentiates: the hidden layers (and a coefficient network such as an inversion's
   velocity) are trained for the best output layer. Every linear term's residual for the step
   is then A_t θ − g_t — also for a term outside the fit (an inversion's receiver data).
-* Final (:meth:`OutputLayerSolve.finish`, after training, no gradient): fresh points, rows at
-  least ``rows_per_column`` times the columns, float64, columns scaled to unit norm, the ridge
-  as extra rows √ridge·I, then a rank-revealing solve: LAPACK ``gelsy`` (QR with column
-  pivoting) on the CPU, a truncated SVD on CUDA. A rank below the column count is normal for
-  wide random features (a redundant basis) and is reported; rank 0 or a non-finite system is
-  an error, as is a system larger than the memory available (checked before it is built).
+* Final (:meth:`OutputLayerSolve.finish`, after training, no gradient): fresh points (the
+  end of every schedule), rows at least ``rows_per_column`` times the columns, float64,
+  columns scaled to unit norm, the ridge as extra rows √ridge·I, then
+  ``solver: qr`` — Householder QR (``torch.geqrf``) and a triangular solve, backward stable,
+  accurate to round-off even for the nearly dependent columns of wide random features
+  (LAPACK's rank-revealing ``gelsy`` truncates those too early; the conditioning
+  min/max |R_ii| is reported instead) — or ``solver: normal``, the normal equations
+  accumulated block by block (memory O(columns²), never the whole matrix) with a 1e-13
+  ridge, accurate to about 1e-8 of the residual scale; ``auto`` takes QR when it fits in
+  memory. A zero column block or non-finite rows are an error (never NaN), as is a system
+  larger than the memory available, checked before anything is allocated.
+
+Features may be tied (``tie``: K' combinations of the K + 1 features, e.g. the ± pairs of the
+wave family's light-cone features), and a complex-linear operator on (Re, Im) pairs assembles
+one channel only (the other's columns are its rows times i).
 """
 
 from __future__ import annotations
@@ -420,9 +429,6 @@ class OutputLayerSolve(StepHooks):
         """The solved layer is not trained (``every_step``)."""
         if self.every_step:
             self.network(model).last.requires_grad_(False)
-
-    def pretrain(self, model: nn.Module, trainer: Any) -> None:
-        self.freeze(model)
 
     # ------------------------------------------------------------------ every step
     def solve_step(

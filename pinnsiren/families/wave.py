@@ -158,6 +158,22 @@ def standing_pairs(width: int) -> Tensor:
     return tie
 
 
+def masked(spec: ProblemBase, influence: Influence):
+    """The read-out with u = 0 outside the domain of influence (free space)."""
+    axes = spec.space_axes + ("t",)
+
+    def evaluate(model: nn.Module) -> GridData:
+        data = grid_data(spec, "pinn")
+        shape = tuple(len(v) for v in data.grid.values())
+        pts = grid_points(data.grid, axes)
+        u = np.where(influence.inside(pts), predict(model, pts)[:, 0], 0.0)
+        data.add("u", u.reshape(shape), tuple(data.grid))
+        data.attrs["free_space_radius"] = influence.radius
+        return data
+
+    return evaluate
+
+
 def light_cone_init_(net: Siren, speed: float, space_dims: int) -> None:
     """First-layer rows (k, ±c|k|)/ω₀ with k ~ N(0, ω₀²) per spatial axis and phases
     uniform in [0, 2π): every feature sin(k·x ± c|k|t + φ) solves u_tt = c²Δu (module
@@ -336,7 +352,7 @@ class Wave(Family):
                     target=_zero,
                 )
             )
-        evaluate = evaluate_scalar(spec, axes) if influence is None else self._masked(spec, axes)
+        evaluate = evaluate_scalar(spec, axes) if influence is None else masked(spec, influence)
 
         light_cone = spec.model.init == "light_cone"
 
@@ -356,22 +372,6 @@ class Wave(Family):
                 return pairs
 
         return CompiledProblem(spec, axes, 1, terms, evaluate, assemble=assemble, tie=tie)
-
-    @staticmethod
-    def _masked(spec: ProblemBase, axes: tuple[str, ...]):
-        """The read-out with u = 0 outside the domain of influence (free space)."""
-        influence = influence_of(spec)
-
-        def evaluate(model: nn.Module) -> GridData:
-            data = grid_data(spec, "pinn")
-            shape = tuple(len(v) for v in data.grid.values())
-            pts = grid_points(data.grid, axes)
-            u = np.where(influence.inside(pts), predict(model, pts)[:, 0], 0.0)
-            data.add("u", u.reshape(shape), tuple(data.grid))
-            data.attrs["free_space_radius"] = influence.radius
-            return data
-
-        return evaluate
 
     def reference(self, spec: ProblemBase) -> GridData:
         grid, space, r = reference_space(spec)
