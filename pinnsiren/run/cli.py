@@ -71,8 +71,12 @@ def cmd_solve(args: argparse.Namespace) -> int:
     except TrainingInterrupted as exc:
         print(f"pinnsiren: {exc}; continue with --resume", file=sys.stderr)
         return 130
+    solved = "least_squares" in result.info
+    extra = (
+        f" + least-squares solve {result.info['least_squares']['seconds']:.1f} s" if solved else ""
+    )
     print(
-        f"solved {spec.name}: {result.train.steps} steps in {result.train.seconds:.1f} s "
+        f"solved {spec.name}: {result.train.steps} steps in {result.train.seconds:.1f} s{extra} "
         f"-> {result.run_dir}"
     )
     if args.compare:

@@ -120,6 +120,7 @@ class SolveResult:
     train: TrainResult
     omega_0: float
     seconds: float
+    info: dict[str, Any]
 
 
 def solve(
@@ -207,4 +208,4 @@ def solve(
         plots.plot_field(data, "u", run_dir / "solution.png", title=f"{spec.name}: PINN")
         if (run_dir / "history.csv").is_file():
             plots.plot_history(run_dir / "history.csv", run_dir / "loss.png")
-    return SolveResult(run_dir, spec, result, omega_0, seconds)
+    return SolveResult(run_dir, spec, result, omega_0, seconds, info)
