@@ -120,6 +120,8 @@ from .helmholtz import (
 
 __all__ = [
     "FWIResult",
+    "ForwardModel",
+    "Wavefields",
     "forward",
     "invert",
     "misfit_and_gradient",
@@ -226,12 +228,29 @@ def _sources(f: np.ndarray, nx: int, ny: int) -> tuple[np.ndarray, bool]:
     return f.astype(complex), single
 
 
-class _Problem:
-    """Everything about one FWI data set that does not depend on the model ``m``.
+@dataclass
+class Wavefields:
+    """The solution of :meth:`ForwardModel.solve` for one model: the nodal fields ``u``
+    (``(n, nsrc)``, C-order nodes), the receiver data ``P u`` (``(n_receivers, nsrc)``) and the
+    factorisation of ``A(m)``, kept for adjoint solves (freed by :meth:`release` or when
+    garbage-collected)."""
 
-    Holds the ``m``-independent part ``K`` of ``A(m) = K + diag(g m)`` (CSR, with the data
-    positions of the diagonal), ``g = omega^2 e_x e_y`` (0 on boundary nodes), the
-    right-hand sides ``b`` (``(n, nsrc)``), the receiver operator ``P`` and the data.
+    u: np.ndarray
+    data: np.ndarray
+    factorization: Factorization
+
+    def release(self) -> None:
+        self.factorization.release()
+
+
+class ForwardModel:
+    r"""The ``m``-independent parts of :math:`A(m) u_s = b_s` on one grid, and the data map.
+
+    Holds ``K`` of :math:`A(m) = K + \operatorname{diag}(g m)` (CSR, with the data positions
+    of its diagonal), :math:`g = \omega^2 e_x e_y` (0 on boundary nodes), the right-hand sides
+    ``b`` (``(n, nsrc)``) and the receiver operator ``P`` (see the module docstring).
+    :meth:`solve` gives the wavefields and data of one squared-slowness model ``m``;
+    :meth:`gradient` the adjoint-state gradient of any real function of those data.
     """
 
     def __init__(
@@ -241,11 +260,8 @@ class _Problem:
         omega: float,
         sources_rhs: np.ndarray,
         receivers: np.ndarray,
-        data: np.ndarray,
-        pml: PML | None,
-        mask: np.ndarray | None,
-        backend: Backend,
-        estimate_amplitude: bool,
+        pml: PML | None = _DEFAULT_PML,
+        backend: Backend = "auto",
     ) -> None:
         self.x = np.asarray(x, dtype=float)
         self.y = np.asarray(y, dtype=float)
@@ -260,11 +276,79 @@ class _Problem:
         self.nsrc = f.shape[0]
         self.b = helmholtz_rhs(self.x, self.y, omega, f, pml).reshape(nx * ny, self.nsrc)
         self.P = sample_operator(self.x, self.y, receivers)
+        # g = omega^2 e_x e_y at interior nodes, 0 on the edge (exactly the rhs of f = 1).
+        ones = np.ones(self.shape, dtype=complex)
+        self.g = (omega**2) * helmholtz_rhs(self.x, self.y, omega, ones, pml)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResolutionWarning)
+            a1 = helmholtz_operator(self.x, self.y, omega, 1.0, pml)
+        rows = np.repeat(np.arange(a1.shape[0]), np.diff(a1.indptr))
+        self.diag_pos = np.flatnonzero(rows == a1.indices)
+        if self.diag_pos.size != a1.shape[0]:  # pragma: no cover - operator always has a diagonal
+            raise RuntimeError("Helmholtz operator without a full diagonal")
+        self.K = a1
+        self.K.data[self.diag_pos] -= self.g  # remove the c = 1 mass term
+        self.backend = backend
+
+    def operator(self, m_flat: np.ndarray) -> sp.csr_matrix:
+        """``A(m) = K + diag(g m)`` sharing ``K``'s sparsity pattern."""
+        a = self.K.copy()
+        a.data[self.diag_pos] += self.g * m_flat
+        return a
+
+    def solve(self, m_flat: np.ndarray) -> Wavefields:
+        """Wavefields and receiver data of the squared slowness ``m`` (flat, C order), all
+        sources with one factorisation."""
+        lu = Factorization(self.operator(m_flat), symmetric=True, backend=self.backend)
+        u = lu.solve(self.b)
+        return Wavefields(u=u, data=np.asarray(self.P @ u), factorization=lu)
+
+    def gradient(self, fields: Wavefields, data_gradient: np.ndarray) -> np.ndarray:
+        r"""Adjoint-state gradient :math:`\partial L/\partial m` (flat, real) of a real
+        function :math:`L` of the predicted data :math:`d = P u`, given
+        ``data_gradient`` :math:`G = \partial L/\partial \operatorname{Re} d +
+        i\,\partial L/\partial \operatorname{Im} d` (``(n_receivers, nsrc)``).
+
+        :math:`\delta L = \operatorname{Re}\sum_s G_s^H P\,\delta u_s` and
+        :math:`A\,\delta u_s = -\operatorname{diag}(g \odot u_s)\,\delta m`; with
+        :math:`A\mu_s = P^T \bar G_s` (the same factors, :math:`A^T = A`),
+
+        .. math::  \frac{\partial L}{\partial m_k} = -\operatorname{Re}\Big(g_k
+                   \sum_s \mu_{s,k}\,u_{s,k}\Big).
+
+        For :math:`L = \tfrac12\sum_s\lVert d_s - d^{obs}_s\rVert^2`, :math:`G` is the
+        residual and this is the gradient of the module docstring.
+        """
+        g = np.asarray(data_gradient)
+        if g.shape != fields.data.shape:
+            raise ValueError(f"data_gradient has shape {g.shape}, expected {fields.data.shape}")
+        mu = fields.factorization.solve(self.P.T @ np.conj(g))
+        return -np.real(self.g * np.sum(mu * fields.u, axis=1))
+
+
+class _Problem:
+    """One FWI data set: the :class:`ForwardModel`, the observed data and the free cells."""
+
+    def __init__(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        omega: float,
+        sources_rhs: np.ndarray,
+        receivers: np.ndarray,
+        data: np.ndarray,
+        pml: PML | None,
+        mask: np.ndarray | None,
+        backend: Backend,
+        estimate_amplitude: bool,
+    ) -> None:
+        self.model = model = ForwardModel(x, y, omega, sources_rhs, receivers, pml, backend)
+        self.x, self.y, self.omega, self.shape = model.x, model.y, model.omega, model.shape
         d = np.asarray(check_finite("data", data))
-        if d.shape != (self.P.shape[0], self.nsrc):
+        if d.shape != (model.P.shape[0], model.nsrc):
             raise ValueError(
                 f"data has shape {d.shape}, expected (n_receivers, n_sources) = "
-                f"({self.P.shape[0]}, {self.nsrc})"
+                f"({model.P.shape[0]}, {model.nsrc})"
             )
         self.data = d.astype(complex)
         self.data_norm2 = float(np.vdot(self.data, self.data).real)
@@ -281,35 +365,15 @@ class _Problem:
         free[[0, -1], :] = False
         free[:, [0, -1]] = False
         self.free = free.ravel()
-        # g = omega^2 e_x e_y at interior nodes, 0 on the edge (exactly the rhs of f = 1).
-        ones = np.ones(self.shape, dtype=complex)
-        self.g = (omega**2) * helmholtz_rhs(self.x, self.y, omega, ones, pml)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ResolutionWarning)
-            a1 = helmholtz_operator(self.x, self.y, omega, 1.0, pml)
-        rows = np.repeat(np.arange(a1.shape[0]), np.diff(a1.indptr))
-        self.diag_pos = np.flatnonzero(rows == a1.indices)
-        if self.diag_pos.size != a1.shape[0]:  # pragma: no cover - operator always has a diagonal
-            raise RuntimeError("Helmholtz operator without a full diagonal")
-        self.K = a1
-        self.K.data[self.diag_pos] -= self.g  # remove the c = 1 mass term
-        self.backend = backend
         self.estimate_amplitude = estimate_amplitude
-
-    def operator(self, m_flat: np.ndarray) -> sp.csr_matrix:
-        """``A(m) = K + diag(g m)`` sharing ``K``'s sparsity pattern."""
-        a = self.K.copy()
-        a.data[self.diag_pos] += self.g * m_flat
-        return a
 
     def evaluate(
         self, m_flat: np.ndarray, gradient: bool = True
     ) -> tuple[float, np.ndarray | None, float, complex]:
         """``J``, ``dJ/dm`` (flat, zero off the free cells), relative misfit, amplitude."""
-        lu = Factorization(self.operator(m_flat), symmetric=True, backend=self.backend)
+        fields = self.model.solve(m_flat)
         try:
-            u = lu.solve(self.b)  # (n, nsrc)
-            pred = self.P @ u  # (nr, nsrc)
+            pred = fields.data
             alpha = 1.0 + 0.0j
             if self.estimate_amplitude:
                 den = float(np.vdot(pred, pred).real)
@@ -320,11 +384,10 @@ class _Problem:
             rel = math.sqrt(rr / self.data_norm2)
             if not gradient:
                 return misfit, None, rel, alpha
-            # Adjoint: A mu = P^T conj(conj(alpha) r)  (A = A^T, same factors).
-            mu = lu.solve(self.P.T @ np.conj(np.conj(alpha) * r))
+            # dJ/d(alpha P u) = r, and d(alpha P u) = alpha P du: G = conj(alpha) r.
+            grad = self.model.gradient(fields, np.conj(alpha) * r)
         finally:
-            lu.release()
-        grad = -np.real(self.g * np.sum(mu * u, axis=1))
+            fields.release()
         grad[~self.free] = 0.0
         return misfit, grad, rel, alpha
 

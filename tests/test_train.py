@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from pinnsiren.engine.train import TrainingInterrupted
+from pinnsiren.engine.terms import Term
+from pinnsiren.engine.train import Trainer, TrainingInterrupted
 from pinnsiren.errors import UserError
 from pinnsiren.output.gridfile import read_grid_data
 from pinnsiren.problem import parse_problem
 from pinnsiren.run.compare import compare_run
 from pinnsiren.run.solve import solve
+from pinnsiren.schema.groups import PhaseSpec
 
 POISSON_1D = {
     "name": "p1",
@@ -242,3 +244,47 @@ def test_clip_grad_norm_rescales_the_adam_gradient_and_logs_its_norm(tmp_path):
     trainer.run()
     rows = _history(tmp_path)
     assert rows[0]["grad_norm"] == "" and float(rows[1]["grad_norm"]) > 0
+
+
+def test_lbfgs_reuses_the_accepted_point_without_changing_the_trajectory():
+    """An L-BFGS step starts by evaluating the point the last line search accepted; the
+    trainer reuses that evaluation: the same iterates as torch's L-BFGS, fewer evaluations."""
+    target = torch.linspace(-1.0, 1.0, 12, dtype=torch.float64)
+
+    def fresh_model() -> torch.nn.Module:
+        torch.manual_seed(3)
+        return torch.nn.Sequential(torch.nn.Linear(1, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+
+    x = torch.linspace(0.0, 1.0, 12, dtype=torch.float64)[:, None]
+    calls = {"n": 0}
+
+    def residual(model, batch):
+        calls["n"] += 1
+        return model(batch["x"])[:, 0] - target
+
+    term = Term(name="fit", weight=1.0, sampler=lambda step, n: {"x": x}, points=12, fn=residual)
+    term.dtype = torch.float64
+    model = fresh_model().double()
+    trainer = Trainer(model, [term], [PhaseSpec(optimizer="lbfgs", steps=15)], progress=False)
+    result = trainer.run()
+
+    plain = fresh_model().double()
+    opt = torch.optim.LBFGS(
+        plain.parameters(), max_iter=1, max_eval=25, history_size=50, line_search_fn="strong_wolfe"
+    )
+    plain_calls = 0
+
+    def closure():
+        nonlocal plain_calls
+        plain_calls += 1
+        opt.zero_grad()
+        loss = ((plain(x)[:, 0] - target) ** 2).mean()
+        loss.backward()
+        return loss
+
+    for _ in range(15):
+        opt.step(closure)
+    for a, b in zip(model.parameters(), plain.parameters()):
+        assert torch.equal(a, b)
+    assert result.evaluations == calls["n"] < plain_calls
+    assert plain_calls - result.evaluations >= 10  # most steps start at the accepted point

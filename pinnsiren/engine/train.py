@@ -16,7 +16,9 @@ Phases run in order: Adam (constant, cosine or exponential learning-rate schedul
 fresh points every step; with ``clip_grad_norm`` = G the gradient is rescaled to global
 norm ≤ G before the step and its norm before clipping is logged as ``grad_norm``) and
 L-BFGS (strong-Wolfe line search, points fixed for the phase since the line search needs a
-deterministic objective).
+deterministic objective; a step that starts where the last line search ended reuses that
+evaluation instead of repeating it, which halves the cost of an expensive objective such as
+a reduced inversion's FD solves). ``evaluations`` counts the loss evaluations actually made.
 
 Hooks (:class:`pinnsiren.engine.hooks.StepHooks`, in order): ``before_step`` runs after a
 step's points are drawn and before its loss is evaluated (and before a balancing step
@@ -81,11 +83,27 @@ class TrainingInterrupted(RuntimeError):
 
 
 @dataclass
+class _Evaluation:
+    """The last loss evaluation of an L-BFGS phase: parameters, gradients, loss, record."""
+
+    params: list[Tensor]
+    grads: list[Tensor | None]
+    total: Tensor
+    record: dict[str, Tensor]
+
+    def matches(self, params: Sequence[Tensor]) -> bool:
+        return len(params) == len(self.params) and all(
+            torch.equal(p, q) for p, q in zip(params, self.params)
+        )
+
+
+@dataclass
 class TrainResult:
     steps: int
     seconds: float
     history: list[dict[str, float]]
     final_losses: dict[str, float]
+    evaluations: int = 0
 
 
 @dataclass
@@ -153,6 +171,8 @@ class Trainer:
         self.description = description
         self.state = TrainerState(balance={t.name: 1.0 for t in self.terms})
         self.optimizer: torch.optim.Optimizer | None = None
+        self._last: _Evaluation | None = None
+        self.evaluations = 0
 
     # ------------------------------------------------------------------ optimizers
     def _params(self) -> list[Tensor]:
@@ -298,6 +318,7 @@ class Trainer:
                         pass  # a changed phase layout: start the optimizer afresh
                     pending = None
                 fixed = self._sample(self.state.global_step) if phase.optimizer == "lbfgs" else None
+                self._last = None
                 while self.state.step_in_phase < phase.steps:
                     try:
                         last = self._step(phase, fixed)
@@ -329,7 +350,13 @@ class Trainer:
             ) from None
         bar.close()
         self.save_checkpoint()
-        return TrainResult(self.state.global_step, self.state.elapsed, self.state.history, last)
+        return TrainResult(
+            self.state.global_step,
+            self.state.elapsed,
+            self.state.history,
+            last,
+            self.evaluations,
+        )
 
     def _step(self, phase: PhaseSpec, fixed: dict[str, Any] | None) -> dict[str, float]:
         assert self.optimizer is not None
@@ -343,7 +370,17 @@ class Trainer:
         overrides: dict[str, Tensor] = {}
 
         def closure() -> Tensor:
+            params = self._params()
+            last = self._last
+            if fixed is not None and last is not None and last.matches(params):
+                # L-BFGS re-evaluates, at the start of every step, the point its last line
+                # search accepted: the objective is deterministic, so reuse that evaluation
+                for p, g in zip(params, last.grads):
+                    p.grad = None if g is None else g.clone()
+                record.update(last.record)
+                return last.total
             self.optimizer.zero_grad(set_to_none=True)
+            self.evaluations += 1
             losses = self._losses(batches, overrides)
             total = self._total(losses, phase)
             if not torch.isfinite(total):
@@ -358,6 +395,13 @@ class Trainer:
                 record["grad_norm"] = norm.detach()
             record.update(losses)
             record["total"] = total.detach()
+            if fixed is not None:
+                self._last = _Evaluation(
+                    [p.detach().clone() for p in params],
+                    [None if p.grad is None else p.grad.detach().clone() for p in params],
+                    total.detach(),
+                    {k: v.detach() for k, v in record.items()},
+                )
             return total
 
         weights = self._weights(phase)

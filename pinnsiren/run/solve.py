@@ -12,8 +12,8 @@ Run directory layout::
     model.pt         final network (see :mod:`pinnsiren.engine.models`)
     solution.h5      the fields on the evaluation grid (layout: pinnsiren.output.gridfile)
     history.csv      loss per term per step
-    run.json         steps, wall time, device, dtype, chosen ω₀, final losses, the final
-                     least-squares solve (rows, columns, rank, residuals)
+    run.json         steps, loss evaluations, wall time, device, dtype, chosen ω₀, final
+                     losses, the final least-squares solve (rows, columns, rank, residuals)
     *.png            solution maps, loss curves (and comparison figures after ``compare``)
 """
 
@@ -192,6 +192,7 @@ def solve(
     info: dict[str, Any] = {
         "problem": spec.name,
         "steps": result.steps,
+        "loss_evaluations": result.evaluations,
         "train_seconds": round(result.seconds, 3),
         "total_seconds": round(seconds, 3),
         "device": str(dev),

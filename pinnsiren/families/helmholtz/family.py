@@ -12,23 +12,30 @@ from typing import Any
 import numpy as np
 import torch
 
+from pinnsiren.errors import UserError
 from pinnsiren.families.base import CompiledProblem, Fail, Family, mesh_of
 from pinnsiren.families.helmholtz.forward import compile_forward, forward_reference
 from pinnsiren.families.helmholtz.fwi import inversion_metrics, inversion_reference, plot_inversion
 from pinnsiren.families.helmholtz.incident import NEAR_RADIUS
 from pinnsiren.families.helmholtz.inversion import Inversion
 from pinnsiren.families.helmholtz.operator import AXES, physical_box, pml_of, source_density
+from pinnsiren.families.helmholtz.reduced import ReducedInversion
 from pinnsiren.families.helmholtz.schema import HelmholtzPDE, UnknownVelocity
 from pinnsiren.families.registry import register
 from pinnsiren.output.gridfile import GridData
 from pinnsiren.schema.fields import BoxField
 from pinnsiren.schema.fields import Disk as DiskField
-from pinnsiren.schema.groups import ProblemBase
+from pinnsiren.schema.groups import LeastSquaresSpec, ModelSpec, ProblemBase
 from reference_solvers.helmholtz import solve_helmholtz
 
 
 def is_inversion(spec: ProblemBase) -> bool:
     return isinstance(spec.pde.velocity, UnknownVelocity)
+
+
+def is_reduced(spec: ProblemBase) -> bool:
+    """An inversion whose wavefields are FD solutions (``pde.velocity.method: reduced``)."""
+    return is_inversion(spec) and spec.pde.velocity.method == "reduced"
 
 
 class Helmholtz(Family):
@@ -98,6 +105,42 @@ class Helmholtz(Family):
         for key in ("rhs", "exact"):
             if getattr(pde, key) is not None:
                 fail(f"pde.{key}", "not used by an inversion (the data come from the sources)")
+        if pde.velocity.method == "reduced":
+            self._check_reduced(spec, fail)
+
+    def _check_reduced(self, spec: ProblemBase, fail: Fail) -> None:
+        """A reduced inversion has no wavefield network: the keys that configure one, and
+        the terms and points of the PDE residual, are refused rather than ignored."""
+        why = "not used by pde.velocity.method reduced (the wavefields are FD solutions)"
+        if spec.model != ModelSpec():
+            fail("model", f"{why}; the velocity network is pde.velocity.model")
+        if spec.pde.formulation != "total":
+            fail("pde.formulation", f"{why}: the FD solve is of the total field")
+        training = spec.training
+        if training.output_layer != "adam" or training.least_squares != LeastSquaresSpec():
+            fail("training.output_layer", why)
+        if training.pretrain_steps:
+            fail("training.pretrain_steps", why)
+        for key in spec.sampling.points:
+            fail(f"sampling.points.{key}", f"{why}: every term uses the free grid nodes")
+        groups = [("loss.weights", spec.loss.weights)]
+        groups += [
+            (f"training.phases.{i}.weights", p.weights) for i, p in enumerate(training.phases)
+        ]
+        for group, weights in groups:
+            for key in weights:
+                if key not in ("data", "tv"):
+                    fail(f"{group}.{key}", f"{why} (terms: data, tv)")
+        for axis in AXES:
+            nodes = np.asarray(spec.grid_axis(axis))
+            steps = np.diff(nodes)
+            lo, hi = spec.domain[axis]
+            uniform = len(nodes) > 2 and np.allclose(steps, steps[0], rtol=1e-9, atol=0)
+            if not (uniform and np.isclose(nodes[0], lo) and np.isclose(nodes[-1], hi)):
+                fail(
+                    f"evaluation.grid.{axis}",
+                    "the FD wavefields need uniform nodes spanning the domain",
+                )
 
     def _check_near_field(self, spec: ProblemBase, fail: Fail) -> None:
         """Near-field subtraction: a total-field forward problem with sources, the cutoff's
@@ -143,6 +186,8 @@ class Helmholtz(Family):
 
     # ------------------------------------------------------------------ solving
     def compile(self, spec: ProblemBase, gen: torch.Generator) -> CompiledProblem:
+        if is_reduced(spec):
+            return ReducedInversion(spec).compile()
         if is_inversion(spec):
             return Inversion(spec, gen).compile()
         return compile_forward(spec, gen)
@@ -153,6 +198,11 @@ class Helmholtz(Family):
     def fresh_target(self, spec: ProblemBase) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """A coarse FD solution (Re, Im) with the problem's walls and velocity (for an
         inversion: the initial velocity) for the first source."""
+        if is_reduced(spec):
+            raise UserError(
+                f"{spec.name}: a reduced inversion has no wavefield network to tune "
+                "(pde.velocity.method: reduced)"
+            )
         n = spec.model.fresh.grid
         grid = {a: np.linspace(*spec.domain[a], n) for a in AXES}
         mesh = mesh_of(grid)
@@ -189,7 +239,9 @@ class Helmholtz(Family):
         path: Path,
     ) -> None:
         if is_inversion(spec):
-            plot_inversion(solution, reference, path, f"{spec.name}: PINN vs classical FWI")
+            label = "SIREN (reduced)" if is_reduced(spec) else "PINN"
+            title = f"{spec.name}: {label} vs classical FWI"
+            plot_inversion(solution, reference, path, title, label)
         else:
             super().plot_comparison(spec, solution, reference, metrics, path)
 

@@ -136,13 +136,16 @@ def inversion_metrics(spec: ProblemBase, solution: GridData, reference: GridData
     return metrics
 
 
-def plot_inversion(solution: GridData, reference: GridData, path, title: str) -> None:
-    """True | PINN | PINN − true | FWI | FWI − true velocity maps."""
+def plot_inversion(
+    solution: GridData, reference: GridData, path, title: str, label: str = "PINN"
+) -> None:
+    """True | recovered | recovered − true | FWI | FWI − true velocity maps (``label``
+    names the recovered model's method)."""
     both = GridData(grid=solution.grid)
     for name in ("true_velocity", "velocity"):
         if name in solution.fields:
             both.add(name, solution.fields[name], AXES)
     both.add("fwi_velocity", reference.fields["velocity"], AXES)
     plots.plot_velocity(
-        both, path, title=title, columns=(("velocity", "PINN"), ("fwi_velocity", "FWI"))
+        both, path, title=title, columns=(("velocity", label), ("fwi_velocity", "FWI"))
     )

@@ -54,6 +54,7 @@ physically consistent fields.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +180,54 @@ def true_velocity_on(spec: ProblemBase, grid: dict[str, np.ndarray]) -> np.ndarr
     return np.asarray(field(mesh_of({a: grid[a] for a in AXES})), dtype=float)
 
 
+def build_velocity(spec: ProblemBase, background: float) -> BoundedVelocity:
+    """The velocity network of ``pde.velocity.model`` (plus its bilinear grid), bounded, held
+    at ``background`` inside a PML and starting at the initial field's mean."""
+    vm = spec.pde.velocity.model
+    vnet = Siren(
+        2, 1, width=vm.width, depth=vm.depth, omega_0=vm.omega_0, hidden_omega=vm.hidden_omega
+    )
+    inner = physical_box(spec)
+    grid = None
+    if vm.grid is not None:
+        grid = BilinearGrid(vm.grid, tuple(zip(inner.lower, inner.upper)))
+    pml = spec.boundary.kind == "pml"
+    velocity = BoundedVelocity(
+        vnet, spec.pde.velocity.bounds, background, inner if pml else None, grid
+    )
+    velocity.set_constant(initial_mean(spec))
+    return velocity
+
+
+def velocity_tv(of_slowness: bool) -> Callable[[nn.Module, Batch], Tensor]:
+    """The TV integrand √(|∇q|² + ε), ε = 1e-8, of the model's velocity network at the batch's
+    points (inside the unknown region): q = c, or q = 1/c² with ∇q = −2∇c/c³."""
+
+    def tv(model: nn.Module, batch: Batch) -> Tensor:
+        c, grad = model.velocity.with_gradient(batch["x"])
+        if of_slowness:
+            grad = -2 * grad / c**3
+        return torch.sqrt((grad**2).sum(dim=1) + 1e-8)
+
+    return tv
+
+
+def velocity_writer(spec: ProblemBase, label: str) -> Callable[[Path, nn.Module, GridData], None]:
+    """Writes ``velocity.h5`` (recovered and true velocity) and ``velocity.png``."""
+
+    def write(run_dir: Path, model: nn.Module, solution: GridData) -> None:
+        vel = GridData(grid=solution.grid, attrs=dict(solution.attrs), problem=solution.problem)
+        for name in ("velocity", "true_velocity"):
+            if name in solution.fields:
+                vel.add(name, solution.fields[name], AXES)
+        write_grid_data(run_dir / "velocity.h5", vel)
+        if spec.output.plots:
+            title = f"{spec.name}: {label}"
+            plots.plot_velocity(vel, run_dir / "velocity.png", title=title)
+
+    return write
+
+
 class InversionPretrain(StepHooks):
     """``training.pretrain_steps`` Adam steps on the PDE terms with the velocity frozen, run by
     a trainer of their own with the run's other hooks (e.g. the least-squares solve)."""
@@ -270,44 +319,25 @@ class Inversion:
         weight = self.spec.weight("tv", 0.0)
         if weight <= 0:
             return None
-        of_slowness = self.pde.velocity.tv_of == "slowness"
         region = self.region
-
-        def tv(model: nn.Module, batch: Batch) -> Tensor:
-            c, grad = model.velocity.with_gradient(batch["x"])
-            if of_slowness:  # ∇(1/c²) = −2∇c/c³
-                grad = -2 * grad / c**3
-            return torch.sqrt((grad**2).sum(dim=1) + 1e-8)
-
         return Term(
             name="tv",
             weight=weight,
             sampler=lambda step, n: {"x": region.uniform(n, self.gen)},
             points=self.spec.points("tv", 1024),
-            fn=tv,
+            fn=velocity_tv(self.pde.velocity.tv_of == "slowness"),
             reduce=lambda r, b: r.mean(),
         )
 
     # ------------------------------------------------------------------ model
     def assemble(self, wave: nn.Module) -> InversionModel:
         """The wavefield network plus the velocity network (seeded after the wavefield)."""
-        vel = self.pde.velocity
-        vm = vel.model
-        vnet = Siren(
-            2, 1, width=vm.width, depth=vm.depth, omega_0=vm.omega_0, hidden_omega=vm.hidden_omega
-        )
-        inner = physical_box(self.spec)
-        grid = None
-        if vm.grid is not None:
-            grid = BilinearGrid(vm.grid, tuple(zip(inner.lower, inner.upper)))
-        pml = self.spec.boundary.kind == "pml"
-        velocity = BoundedVelocity(vnet, vel.bounds, self.c0, inner if pml else None, grid)
-        velocity.set_constant(initial_mean(self.spec))
+        velocity = build_velocity(self.spec, self.c0)
         if self.scattered:
             with torch.no_grad():  # the scattered field of the background model is zero
                 wave.last.weight.zero_()
                 wave.last.bias.zero_()
-        return InversionModel(wave, velocity, vm.lr_factor)
+        return InversionModel(wave, velocity, self.pde.velocity.model.lr_factor)
 
     # ------------------------------------------------------------------ read-out
     def evaluate(self, model: nn.Module) -> GridData:
@@ -327,17 +357,6 @@ class Inversion:
             out.add("true_velocity", true, AXES)
         out.attrs["region"] = repr(self.region.as_dict())
         return out
-
-    def write_velocity(self, run_dir: Path, model: nn.Module, solution: GridData) -> None:
-        """``velocity.h5`` (recovered and true velocity) and ``velocity.png``."""
-        vel = GridData(grid=solution.grid, attrs=dict(solution.attrs), problem=solution.problem)
-        for name in ("velocity", "true_velocity"):
-            if name in solution.fields:
-                vel.add(name, solution.fields[name], AXES)
-        write_grid_data(run_dir / "velocity.h5", vel)
-        if self.spec.output.plots:
-            title = f"{self.spec.name}: PINN inversion"
-            plots.plot_velocity(vel, run_dir / "velocity.png", title=title)
 
     def compile(self) -> CompiledProblem:
         spec = self.spec
@@ -370,5 +389,5 @@ class Inversion:
             network=wavefield,
             composite=True,
             hooks=[pretrain],
-            writers=[self.write_velocity],
+            writers=[velocity_writer(spec, "PINN inversion")],
         )

@@ -54,6 +54,13 @@ class UnknownVelocity(Strict):
 
     The network's output is mapped into ``bounds`` by c = c_min + (c_max − c_min)·sigmoid(·);
     inside a PML the velocity is held at ``background`` (default: the initial field's mean).
+
+    ``method``: ``joint`` — the wavefield network (the ``model`` group) and the velocity
+    network are trained together on the PDE residual, the receiver data and the TV prior
+    (all at once, :mod:`pinnsiren.families.helmholtz.inversion`); ``reduced`` — for every
+    velocity the wavefields are solved exactly by the FD Helmholtz solver on the evaluation
+    grid and the velocity network is trained on the data and TV terms through the
+    adjoint-state gradient (:mod:`pinnsiren.families.helmholtz.reduced`).
     """
 
     unknown: Literal[True]
@@ -62,6 +69,7 @@ class UnknownVelocity(Strict):
     background: PositiveFloat | None = None
     model: VelocityNetSpec = VelocityNetSpec()
     tv_of: Literal["velocity", "slowness"] = "velocity"
+    method: Literal["joint", "reduced"] = "joint"
 
     @model_validator(mode="after")
     def _bounds(self) -> UnknownVelocity:
