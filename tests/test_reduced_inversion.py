@@ -84,7 +84,9 @@ def test_fd_data_gradient_matches_central_differences():
 
 def test_fd_data_gradient_is_the_classical_fwi_gradient():
     """The misfit ½‖d − d_obs‖² differentiated through FDData equals reference_solvers' own
-    adjoint-state gradient on the free nodes."""
+    misfit gradient on the free nodes. Both use ForwardModel.gradient, so this checks the
+    wiring (free nodes, background, data layout); the central differences above check the
+    gradient itself."""
     spec = reduced_spec()
     inv = ReducedInversion(spec)
     grid = eval_grid(spec)
@@ -129,8 +131,8 @@ def test_reduced_inversion_recovers_the_inclusions_end_to_end(tmp_path):
     result = solve(spec, tmp_path, progress=False)
     info = json.loads((tmp_path / "run.json").read_text())
     # each L-BFGS step costs at least one line-search evaluation; the step's own start is
-    # the last accepted point, reused, so there are fewer than two evaluations per step
-    assert result.train.steps <= info["loss_evaluations"] < 2 * result.train.steps + 5
+    # the last accepted point, reused (without reuse: about two evaluations per step)
+    assert result.train.steps <= info["loss_evaluations"] < 1.3 * result.train.steps + 5
     metrics = compare_run(tmp_path, plots=False)
     vel = read_grid_data(tmp_path / "velocity.h5")
     true = vel.fields["true_velocity"]
@@ -155,6 +157,12 @@ def test_reduced_inversion_recovers_the_inclusions_end_to_end(tmp_path):
         ({"sampling": {"points": {"residual": 100}}}, "sampling.points.residual"),
         ({"loss": {"weights": {"residual": 1.0}}}, "loss.weights.residual"),
         ({"evaluation": {"grid": {"x": [-1.0, 0.0, 0.5, 1.0], "y": 81}}}, "evaluation.grid.x"),
+        ({"evaluation": {"grid": {"x": 81, "y": 41}}}, "evaluation.grid.y"),
+        ({"training.least_squares": {"ridge": 1e-6}}, "training.least_squares"),
+        (
+            {"loss": {"weights": {"data": 1.0}}, "training.phases": [{"weights": {"tv": 1.0}}]},
+            "training.phases.0.weights.tv",
+        ),
     ],
 )
 def test_keys_a_reduced_inversion_cannot_honour_are_refused(change, key):

@@ -288,3 +288,57 @@ def test_lbfgs_reuses_the_accepted_point_without_changing_the_trajectory():
         assert torch.equal(a, b)
     assert result.evaluations == calls["n"] < plain_calls
     assert plain_calls - result.evaluations >= 10  # most steps start at the accepted point
+
+
+def _fit_term(calls):
+    target = torch.linspace(-1.0, 1.0, 12, dtype=torch.float64)
+    x = torch.linspace(0.0, 1.0, 12, dtype=torch.float64)[:, None]
+
+    def residual(model, batch):
+        calls["n"] += 1
+        return model(batch["x"])[:, 0] - target
+
+    term = Term(name="fit", weight=1.0, sampler=lambda step, n: {"x": x}, points=12, fn=residual)
+    term.dtype = torch.float64
+    return term
+
+
+def test_lbfgs_reuse_does_not_cross_phases_or_hooks():
+    """A new phase (new weights) and a hook that moves the parameters both force a fresh
+    evaluation: the recorded total of each step is the current weight times the loss."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(1, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    model = model.double()
+    calls = {"n": 0}
+    phases = [
+        PhaseSpec(optimizer="lbfgs", steps=4, weights={"fit": 1.0}),
+        PhaseSpec(optimizer="lbfgs", steps=4, weights={"fit": 10.0}),
+    ]
+    trainer = Trainer(model, [_fit_term(calls)], phases, progress=False)
+    trainer.run()
+    for row in trainer.state.history:
+        weight = 1.0 if row["phase"] == 0 else 10.0
+        assert row["total"] == pytest.approx(weight * row["fit"], rel=1e-12)
+
+    class Shrink:
+        def pretrain(self, model, trainer): ...
+        def before_step(self, model, batches, weights):
+            return {}
+
+        def after_step(self, model):
+            with torch.no_grad():
+                model[2].weight.mul_(0.99)
+
+        def finish(self, model): ...
+
+    calls["n"] = 0
+    hooked = Trainer(
+        model,
+        [_fit_term(calls)],
+        [PhaseSpec(optimizer="lbfgs", steps=5)],
+        hooks=[Shrink()],
+        progress=False,
+    )
+    result = hooked.run()
+    # every step starts away from the accepted point: its first evaluation is a fresh one
+    assert result.evaluations == calls["n"] >= 2 * 5

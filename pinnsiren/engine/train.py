@@ -18,7 +18,7 @@ norm ≤ G before the step and its norm before clipping is logged as ``grad_norm
 L-BFGS (strong-Wolfe line search, points fixed for the phase since the line search needs a
 deterministic objective; a step that starts where the last line search ended reuses that
 evaluation instead of repeating it, which halves the cost of an expensive objective such as
-a reduced inversion's FD solves). ``evaluations`` counts the loss evaluations actually made.
+a reduced inversion's FD solves). ``state.evaluations`` counts the loss evaluations made.
 
 Hooks (:class:`pinnsiren.engine.hooks.StepHooks`, in order): ``before_step`` runs after a
 step's points are drawn and before its loss is evaluated (and before a balancing step
@@ -114,6 +114,7 @@ class TrainerState:
     balance: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     elapsed: float = 0.0
+    evaluations: int = 0
 
 
 def resolve_device(name: str) -> torch.device:
@@ -172,7 +173,6 @@ class Trainer:
         self.state = TrainerState(balance={t.name: 1.0 for t in self.terms})
         self.optimizer: torch.optim.Optimizer | None = None
         self._last: _Evaluation | None = None
-        self.evaluations = 0
 
     # ------------------------------------------------------------------ optimizers
     def _params(self) -> list[Tensor]:
@@ -355,7 +355,7 @@ class Trainer:
             self.state.elapsed,
             self.state.history,
             last,
-            self.evaluations,
+            self.state.evaluations,
         )
 
     def _step(self, phase: PhaseSpec, fixed: dict[str, Any] | None) -> dict[str, float]:
@@ -372,7 +372,7 @@ class Trainer:
         def closure() -> Tensor:
             params = self._params()
             last = self._last
-            if fixed is not None and last is not None and last.matches(params):
+            if fixed is not None and not overrides and last is not None and last.matches(params):
                 # L-BFGS re-evaluates, at the start of every step, the point its last line
                 # search accepted: the objective is deterministic, so reuse that evaluation
                 for p, g in zip(params, last.grads):
@@ -380,7 +380,7 @@ class Trainer:
                 record.update(last.record)
                 return last.total
             self.optimizer.zero_grad(set_to_none=True)
-            self.evaluations += 1
+            self.state.evaluations += 1
             losses = self._losses(batches, overrides)
             total = self._total(losses, phase)
             if not torch.isfinite(total):
@@ -413,6 +413,7 @@ class Trainer:
             and step % self.balancing_every == 0
             and len(self.terms) > 1
         ):
+            self.state.evaluations += 1
             self._rebalance(self._losses(batches, overrides), phase)
         if phase.optimizer == "lbfgs":
             saved = [p.detach().clone() for p in self._params()]

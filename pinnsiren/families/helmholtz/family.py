@@ -26,7 +26,7 @@ from pinnsiren.output.gridfile import GridData
 from pinnsiren.schema.fields import BoxField
 from pinnsiren.schema.fields import Disk as DiskField
 from pinnsiren.schema.groups import LeastSquaresSpec, ModelSpec, ProblemBase
-from reference_solvers.helmholtz import solve_helmholtz
+from reference_solvers.helmholtz import MIN_POINTS_PER_WAVELENGTH, solve_helmholtz
 
 
 def is_inversion(spec: ProblemBase) -> bool:
@@ -117,8 +117,10 @@ class Helmholtz(Family):
         if spec.pde.formulation != "total":
             fail("pde.formulation", f"{why}: the FD solve is of the total field")
         training = spec.training
-        if training.output_layer != "adam" or training.least_squares != LeastSquaresSpec():
+        if training.output_layer != "adam":
             fail("training.output_layer", why)
+        if training.least_squares != LeastSquaresSpec():
+            fail("training.least_squares", why)
         if training.pretrain_steps:
             fail("training.pretrain_steps", why)
         for key in spec.sampling.points:
@@ -131,6 +133,8 @@ class Helmholtz(Family):
             for key in weights:
                 if key not in ("data", "tv"):
                     fail(f"{group}.{key}", f"{why} (terms: data, tv)")
+                elif key == "tv" and group != "loss.weights" and spec.weight("tv", 0.0) <= 0:
+                    fail(f"{group}.tv", "the tv term needs loss.weights.tv > 0 to exist")
         for axis in AXES:
             nodes = np.asarray(spec.grid_axis(axis))
             steps = np.diff(nodes)
@@ -140,6 +144,13 @@ class Helmholtz(Family):
                 fail(
                     f"evaluation.grid.{axis}",
                     "the FD wavefields need uniform nodes spanning the domain",
+                )
+            ppw = 2 * np.pi * spec.pde.velocity.bounds[0] / (spec.pde.omega * steps.max())
+            if ppw < MIN_POINTS_PER_WAVELENGTH:
+                fail(
+                    f"evaluation.grid.{axis}",
+                    f"{ppw:.1f} nodes per wavelength at c_min = {spec.pde.velocity.bounds[0]:g}; "
+                    f"the FD wavefields need >= {MIN_POINTS_PER_WAVELENGTH:g}",
                 )
 
     def _check_near_field(self, spec: ProblemBase, fail: Fail) -> None:

@@ -2,12 +2,12 @@ r"""Reduced-space Helmholtz inversion: a SIREN velocity, exact FD wavefields
 (``pde.velocity.method: reduced``).
 
 The unknown is the velocity network alone (:func:`~.inversion.build_velocity`: a bounded
-SIREN, held at the background c₀ inside the PML). For its velocity c_θ the wavefields are not
+SIREN, held at the background c₀ in the PML). For its velocity c_θ the wavefields are not
 learned but solved: the five-point stretched Helmholtz operator on the evaluation grid
 (:class:`reference_solvers.fwi.ForwardModel`, the forward model and grid of the classical FWI
 reference, e^{+iωt}, the same PML),
 
-    A(m) u_s = b_s,   m = 1/c_θ² at the free nodes (inside the PML, not on the box edge),
+    A(m) u_s = b_s,   m = 1/c_θ² at the free nodes (inside the PML's inner edge),
                       m = 1/c₀² elsewhere,
 
 and the receivers sample them bilinearly, d_s(θ) = P u_s. Loss terms (``loss.weights``):
@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from pinnsiren.engine.terms import Batch, Term
 from pinnsiren.families.base import CompiledProblem, eval_grid, grid_data, grid_points
@@ -112,13 +113,17 @@ class FDData(torch.autograd.Function):
         return pairs(ctx.fields.data).to(m_free)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         wavefields: FDWavefields = ctx.wavefields
         if ctx.fields is None:
             return torch.full((len(wavefields.free),), float("nan")).to(grad), None
+        if getattr(ctx, "released", False):
+            raise RuntimeError("FDData supports one backward pass per forward solve")
         g = grad.detach().cpu().double().numpy()
         dm = wavefields.model.gradient(ctx.fields, g[:, 0::2] + 1j * g[:, 1::2])
         ctx.fields.release()
+        ctx.released = True
         return torch.as_tensor(dm[wavefields.free]).to(grad), None
 
 
