@@ -180,6 +180,20 @@ def true_velocity_on(spec: ProblemBase, grid: dict[str, np.ndarray]) -> np.ndarr
     return np.asarray(field(mesh_of({a: grid[a] for a in AXES})), dtype=float)
 
 
+def with_inversion_report(
+    out: GridData, spec: ProblemBase, data: ReceiverData, predicted: np.ndarray, region: Box
+) -> GridData:
+    """A solution's inversion attributes: the relative data misfit ‖d_pred − d‖/‖d‖ of the
+    predicted receiver data (R, S), the declared true velocity and the metric region."""
+    misfit = np.linalg.norm(predicted - data.values) / np.linalg.norm(data.values)
+    out.attrs["data_misfit"] = float(misfit)
+    true = true_velocity_on(spec, out.grid)
+    if true is not None:
+        out.add("true_velocity", true, AXES)
+    out.attrs["region"] = repr(region.as_dict())
+    return out
+
+
 def build_velocity(spec: ProblemBase, background: float) -> BoundedVelocity:
     """The velocity network of ``pde.velocity.model`` (plus its bilinear grid), bounded, held
     at ``background`` inside a PML and starting at the initial field's mean."""
@@ -350,13 +364,7 @@ class Inversion:
         out.add("velocity", predict(model.velocity, pts)[:, 0].reshape(shape), AXES)
         d_pred = predict(model.wave, self.data.receivers)
         pred = d_pred[:, 0::2] + 1j * d_pred[:, 1::2] + self.rec_incident
-        misfit = np.linalg.norm(pred - self.data.values) / np.linalg.norm(self.data.values)
-        out.attrs["data_misfit"] = float(misfit)
-        true = true_velocity_on(self.spec, out.grid)
-        if true is not None:
-            out.add("true_velocity", true, AXES)
-        out.attrs["region"] = repr(self.region.as_dict())
-        return out
+        return with_inversion_report(out, self.spec, self.data, pred, self.region)
 
     def compile(self) -> CompiledProblem:
         spec = self.spec

@@ -43,9 +43,9 @@ from pinnsiren.families.helmholtz.inversion import (
     BoundedVelocity,
     background_of,
     build_velocity,
-    true_velocity_on,
     velocity_tv,
     velocity_writer,
+    with_inversion_report,
 )
 from pinnsiren.families.helmholtz.operator import AXES, pairs, pml_of, source_densities
 from pinnsiren.families.helmholtz.receivers import ReceiverData, enclosed_region, receiver_data
@@ -192,14 +192,8 @@ class ReducedInversion:
         fields.release()
         out.add("u", fields.u.T.reshape((-1,) + shape), ("source", "x", "y"))
         out.add("velocity", (1.0 / np.sqrt(m)).reshape(shape), AXES)
-        misfit = np.linalg.norm(fields.data - self.data.values) / np.linalg.norm(self.data.values)
-        out.attrs["data_misfit"] = float(misfit)
         out.attrs["method"] = "reduced"
-        true = true_velocity_on(self.spec, out.grid)
-        if true is not None:
-            out.add("true_velocity", true, AXES)
-        out.attrs["region"] = repr(self.region.as_dict())
-        return out
+        return with_inversion_report(out, self.spec, self.data, fields.data, self.region)
 
     def compile(self) -> CompiledProblem:
         terms: list[Term] = [self.data_term()]
