@@ -522,7 +522,7 @@ class OutputLayerSolve(StepHooks):
         if self.progress is not None:
             self.progress(
                 f"least squares ({solution.solver}): {solution.rows} rows x {solution.columns} "
-                f"columns, conditioning {solution.conditioning:.1e}, "
+                f"columns, min/max pivot {solution.conditioning:.1e}, "
                 f"{self._report['seconds']:.1f} s"
             )
 
