@@ -21,13 +21,13 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from pinnsiren.engine.hooks import StepHooks
 from pinnsiren.engine.sampling import make_generator
-from pinnsiren.engine.train import Trainer
+from pinnsiren.engine.train import Trainer, make_lbfgs
 from pinnsiren.families.base import eval_grid, grid_points
+from pinnsiren.families.helmholtz.fwi import velocity_scores
 from pinnsiren.families.helmholtz.inversion import true_velocity_on
 from pinnsiren.families.helmholtz.receivers import enclosed_region, receiver_data
 from pinnsiren.families.metrics import region_mask
@@ -50,8 +50,7 @@ class VelocityError:
     def __call__(self, model: torch.nn.Module) -> float:
         with torch.no_grad():
             c = model.velocity(self.nodes)[:, 0].numpy().reshape(self.true.shape)
-        diff = (c - self.true)[self.mask]
-        return float(np.linalg.norm(diff) / np.linalg.norm(self.true[self.mask]))
+        return velocity_scores(c, self.true, self.mask, None)["velocity_rel_l2"]
 
 
 def setup(spec):
@@ -88,14 +87,7 @@ def trained(spec, steps: int, every: int, error: VelocityError) -> tuple[int, fl
 def plain(spec, steps: int, every: int, error: VelocityError) -> tuple[int, float]:
     compiled, model, _ = setup(spec)
     batches = {t.name: t.sample(0) for t in compiled.terms}
-    opt = torch.optim.LBFGS(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=spec.training.phases[0].lr or 1.0,
-        max_iter=1,
-        max_eval=25,
-        history_size=50,
-        line_search_fn="strong_wolfe",
-    )
+    opt = make_lbfgs([p for p in model.parameters() if p.requires_grad], spec.training.phases[0])
     evaluations = 0
 
     def closure() -> torch.Tensor:

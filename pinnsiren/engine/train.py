@@ -57,6 +57,24 @@ from pinnsiren.schema.groups import PhaseSpec
 DEFAULT_LR = {"adam": 1e-4, "lbfgs": 1.0}
 
 
+def phase_lr(phase: PhaseSpec) -> float:
+    """The phase's learning rate, or its optimiser's default (``DEFAULT_LR``)."""
+    return phase.lr if phase.lr is not None else DEFAULT_LR[phase.optimizer]
+
+
+def make_lbfgs(params: list[Tensor], phase: PhaseSpec) -> torch.optim.LBFGS:
+    """The trainer's L-BFGS: one iteration per ``step`` call (one training step), at most 25
+    evaluations in its strong-Wolfe line search, 50 curvature pairs."""
+    return torch.optim.LBFGS(
+        params,
+        lr=phase_lr(phase),
+        max_iter=1,
+        max_eval=25,
+        history_size=50,
+        line_search_fn="strong_wolfe",
+    )
+
+
 class LossTerm(Protocol):
     """One named term of the loss: a sampler and a mean squared residual
     (:class:`pinnsiren.engine.terms.Term`; ``loss_of(r, batch)`` is needed only for terms
@@ -127,7 +145,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def _lr_at(phase: PhaseSpec, step: int) -> float:
-    lr0 = phase.lr if phase.lr is not None else DEFAULT_LR[phase.optimizer]
+    lr0 = phase_lr(phase)
     frac = step / max(phase.steps - 1, 1)
     if phase.schedule == "cosine":
         lo = lr0 * phase.final_lr_fraction
@@ -186,17 +204,9 @@ class Trainer:
         return [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in groups()]
 
     def _make_optimizer(self, phase: PhaseSpec) -> torch.optim.Optimizer:
-        lr = phase.lr if phase.lr is not None else DEFAULT_LR[phase.optimizer]
         if phase.optimizer == "adam":
-            return torch.optim.Adam(self._param_groups(), lr=lr)
-        return torch.optim.LBFGS(
-            self._params(),
-            lr=lr,
-            max_iter=1,
-            max_eval=25,
-            history_size=50,
-            line_search_fn="strong_wolfe",
-        )
+            return torch.optim.Adam(self._param_groups(), lr=phase_lr(phase))
+        return make_lbfgs(self._params(), phase)
 
     # ------------------------------------------------------------------ losses
     def _losses(

@@ -78,9 +78,11 @@ def fd_data_misfit(
     return float(np.linalg.norm(pred - data.values) / np.linalg.norm(data.values))
 
 
-def _velocity_scores(
+def velocity_scores(
     c: np.ndarray, true: np.ndarray | None, mask: np.ndarray, center: tuple[int, int] | None
 ) -> dict[str, Any]:
+    """velocity_rel_l2 of ``c`` against ``true`` over ``mask``, and both at ``center`` (grid
+    indices) when given; nothing without a true velocity."""
     if true is None:
         return {}
     out = {"velocity_rel_l2": float(np.linalg.norm((c - true)[mask]) / np.linalg.norm(true[mask]))}
@@ -126,10 +128,10 @@ def inversion_metrics(spec: ProblemBase, solution: GridData, reference: GridData
     metrics["data_misfit_fd"] = fd_data_misfit(spec, data, solution.grid, velocity)
     if true is not None:
         metrics["true_velocity_data_misfit_fd"] = fd_data_misfit(spec, data, solution.grid, true)
-    metrics.update(_velocity_scores(velocity, true, mask, center))
+    metrics.update(velocity_scores(velocity, true, mask, center))
     fwi = {
         f"fwi_{k}": v
-        for k, v in _velocity_scores(reference.fields["velocity"], true, mask, center).items()
+        for k, v in velocity_scores(reference.fields["velocity"], true, mask, center).items()
     }
     fwi.pop("fwi_true_velocity_at_anomaly_center", None)
     metrics.update(fwi)
